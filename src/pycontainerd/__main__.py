@@ -1,0 +1,5 @@
+"""``python -m pycontainerd`` runs the daemon command."""
+
+from pycontainerd.cmd.daemon import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""``pyctr``: a ctr-like command-line client."""

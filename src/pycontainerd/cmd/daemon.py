@@ -1,0 +1,159 @@
+"""``pycontainerd``: the daemon, and its ``config`` subcommands.
+
+The flags are containerd's, so scripts and unit files written for containerd work::
+
+    pycontainerd [-c FILE] [-a ADDRESS] [--root DIR] [--state DIR] [-l LEVEL]
+    pycontainerd config default       print a complete default config.toml
+    pycontainerd config dump          print the effective config (file + imports + flags)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import faulthandler
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from pycontainerd import __version__
+from pycontainerd import version as pkgversion
+from pycontainerd.config import loader, render
+from pycontainerd.config.model import Config, ConfigError
+from pycontainerd.errdefs import ContainerdError
+from pycontainerd.plugin.builtins import all_registrations
+from pycontainerd.server import logging as daemon_logging
+from pycontainerd.server.daemon import Daemon, StartupError, decode_plugin_configs
+
+DEFAULT_CONFIG_PATH = Path("/etc/pycontainerd/config.toml")
+
+DESCRIPTION = """\
+pycontainerd: containerd, the container runtime daemon, in Python.
+
+Serves containerd's gRPC API (and Kubernetes CRI) on a unix socket, so the real `ctr`,
+`crictl`, nerdctl and the containerd clients can use it. Defaults never collide with a
+containerd on the same host: root /var/lib/pycontainerd, state /run/pycontainerd, socket
+/run/pycontainerd/pycontainerd.sock.
+"""
+
+EPILOG = """\
+examples:
+  pycontainerd                               run with /etc/pycontainerd/config.toml if present
+  pycontainerd -c config.toml -l debug       run with a containerd-style (version 2) config
+  pycontainerd config default > config.toml  write a complete default config
+  ctr -a /run/pycontainerd/pycontainerd.sock version
+"""
+
+
+def _add_global_flags(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    default: Any = argparse.SUPPRESS if suppress else None
+    parser.add_argument("-c", "--config", type=Path, default=default,
+                        help=f"path to the configuration file (default {DEFAULT_CONFIG_PATH} if it exists)")
+    parser.add_argument("-a", "--address", default=default, help="address of the gRPC socket ([grpc] address)")
+    parser.add_argument("--root", default=default, help="directory for persistent data (root)")
+    parser.add_argument("--state", default=default, help="directory for runtime state (state)")
+    parser.add_argument("-l", "--log-level", default=default,
+                        help="log level: trace, debug, info, warn, error, fatal, panic ([debug] level)")
+    parser.add_argument("--log-format", default=default, choices=["text", "json"], help="log format ([debug] format)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line parser."""
+    parser = argparse.ArgumentParser(
+        prog="pycontainerd", description=DESCRIPTION, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-v", "--version", action="version",
+                        version=f"pycontainerd {pkgversion.VERSION} {pkgversion.revision()}")
+    _add_global_flags(parser, suppress=False)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    cfg = sub.add_parser("config", help="print the default or the effective configuration")
+    cfg_sub = cfg.add_subparsers(dest="config_command", metavar="SUBCOMMAND", required=True)
+    default = cfg_sub.add_parser("default", help="print a complete default config.toml (version 2)")
+    _add_global_flags(default, suppress=True)
+    dump = cfg_sub.add_parser("dump", help="print the effective configuration: file, imports and flags merged")
+    _add_global_flags(dump, suppress=True)
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if args.address:
+        out["grpc"] = {"address": args.address}
+    if args.root:
+        out["root"] = args.root
+    if args.state:
+        out["state"] = args.state
+    debug: dict[str, str] = {}
+    if args.log_level:
+        debug["level"] = args.log_level
+    if args.log_format:
+        debug["format"] = args.log_format
+    if debug:
+        out["debug"] = debug
+    return out
+
+
+def load_config(args: argparse.Namespace) -> loader.Loaded:
+    """The config named by the flags (or the default file, or built-in defaults)."""
+    path: Path | None = args.config
+    if path is None and DEFAULT_CONFIG_PATH.exists():
+        path = DEFAULT_CONFIG_PATH
+    loaded = loader.load(path, overrides=_overrides(args))
+    daemon_logging.parse_level(loaded.config.debug.level)  # a bad level is a config error
+    return loaded
+
+
+async def _run(loaded: loader.Loaded) -> int:
+    daemon = Daemon(loaded.config, all_registrations(), warnings=list(loaded.warnings))
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await daemon.start()
+    except BaseException:
+        await daemon.stop()
+        raise
+    await stop.wait()
+    logging.getLogger("pycontainerd").info("stopping on signal")
+    await daemon.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``pycontainerd`` command."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "config":
+            return _config_command(args)
+        loaded = load_config(args)
+    except (ConfigError, ValueError) as exc:
+        print(f"pycontainerd: invalid configuration: {exc}", file=sys.stderr)
+        return 1
+    daemon_logging.setup(loaded.config.debug.level, loaded.config.debug.format)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # like containerd's stack dump
+    try:
+        return asyncio.run(_run(loaded))
+    except (ConfigError, StartupError, ContainerdError) as exc:
+        logging.getLogger("pycontainerd").critical("containerd: %s", exc)
+        print(f"pycontainerd: {exc}", file=sys.stderr)
+        return 1
+
+
+def _config_command(args: argparse.Namespace) -> int:
+    registrations = all_registrations()
+    if args.config_command == "default":
+        print(render.render(Config(), registrations), end="")
+        return 0
+    loaded = load_config(args)
+    resolved = decode_plugin_configs(loaded.config, registrations, loaded.warnings)
+    for warning in loaded.warnings:
+        print(f"# warning: {warning}", file=sys.stderr)
+    print(render.render(loaded.config, registrations, resolved=resolved), end="")
+    return 0
+
+
+__all__ = ["__version__", "main"]

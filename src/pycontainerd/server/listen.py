@@ -1,0 +1,47 @@
+"""Preparing unix socket paths: parent directories, stale sockets, ownership."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from pathlib import Path
+
+from pycontainerd.errdefs import FailedPrecondition
+
+
+def socket_in_use(path: Path) -> bool:
+    """True when something accepts connections on ``path``."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(1.0)
+        try:
+            sock.connect(str(path))
+        except OSError:
+            return False
+        return True
+
+
+def prepare(path: Path) -> None:
+    """Create the parent directory and remove a stale socket; refuse a live one.
+
+    containerd silently removes whatever is at the path; we refuse when another daemon
+    still answers there, so two daemons can never steal each other's socket.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o711)
+    if path.exists() or path.is_symlink():
+        if socket_in_use(path):
+            raise FailedPrecondition(f"address {path} is in use by another process")
+        path.unlink()
+
+
+def secure(path: Path, uid: int, gid: int, mode: int = 0o660) -> None:
+    """Give the socket its mode and owner (0660, root by default)."""
+    os.chmod(path, mode)
+    if uid or gid:
+        os.chown(path, uid, gid)
+
+
+def remove(path: Path) -> None:
+    """Remove a socket file if it is still there."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
