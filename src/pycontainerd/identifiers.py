@@ -11,7 +11,9 @@ import re
 from pycontainerd.errdefs import InvalidArgument
 
 MAX_LENGTH = 76
-_IDENTIFIER = re.compile(r"[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*")
+# The pattern text is quoted in error messages exactly as containerd prints it.
+_PATTERN_TEXT = r"^[A-Za-z0-9]+(?:[._-](?:[A-Za-z0-9]+))*$"
+_IDENTIFIER = re.compile(_PATTERN_TEXT)
 
 
 def validate(identifier: str) -> str:
@@ -19,7 +21,7 @@ def validate(identifier: str) -> str:
     if not identifier:
         raise InvalidArgument("identifier must not be empty")
     if len(identifier) > MAX_LENGTH:
-        raise InvalidArgument(f"identifier {identifier!r} greater than maximum length ({MAX_LENGTH} characters)")
+        raise InvalidArgument(f'identifier "{identifier}" greater than maximum length ({MAX_LENGTH} characters)')
     if not _IDENTIFIER.fullmatch(identifier):
-        raise InvalidArgument(f"identifier {identifier!r} must match {_IDENTIFIER.pattern}")
+        raise InvalidArgument(f'identifier "{identifier}" must match {_PATTERN_TEXT}')
     return identifier

@@ -23,7 +23,8 @@ from pycontainerd import version as pkgversion
 from pycontainerd.config import loader, render
 from pycontainerd.config.model import Config, ConfigError
 from pycontainerd.errdefs import ContainerdError
-from pycontainerd.plugin.builtins import all_registrations
+from pycontainerd.plugin.builtins import PluginLoadError, all_registrations, load_plugin_dir
+from pycontainerd.plugin.registration import Registration
 from pycontainerd.server import logging as daemon_logging
 from pycontainerd.server.daemon import Daemon, StartupError, decode_plugin_configs
 
@@ -106,8 +107,16 @@ def load_config(args: argparse.Namespace) -> loader.Loaded:
     return loaded
 
 
+def registrations_for(config: Config) -> list[Registration]:
+    """Built-in, entry-point and ``plugin_dir`` registrations."""
+    regs = all_registrations()
+    if config.plugin_dir:
+        regs += load_plugin_dir(Path(config.plugin_dir))
+    return regs
+
+
 async def _run(loaded: loader.Loaded) -> int:
-    daemon = Daemon(loaded.config, all_registrations(), warnings=list(loaded.warnings))
+    daemon = Daemon(loaded.config, registrations_for(loaded.config), warnings=list(loaded.warnings))
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -130,25 +139,25 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "config":
             return _config_command(args)
         loaded = load_config(args)
-    except (ConfigError, ValueError) as exc:
+    except (ConfigError, ValueError, PluginLoadError) as exc:
         print(f"pycontainerd: invalid configuration: {exc}", file=sys.stderr)
         return 1
     daemon_logging.setup(loaded.config.debug.level, loaded.config.debug.format)
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # like containerd's stack dump
     try:
         return asyncio.run(_run(loaded))
-    except (ConfigError, StartupError, ContainerdError) as exc:
+    except (ConfigError, StartupError, ContainerdError, PluginLoadError) as exc:
         logging.getLogger("pycontainerd").critical("containerd: %s", exc)
         print(f"pycontainerd: {exc}", file=sys.stderr)
         return 1
 
 
 def _config_command(args: argparse.Namespace) -> int:
-    registrations = all_registrations()
     if args.config_command == "default":
-        print(render.render(Config(), registrations), end="")
+        print(render.render(Config(), all_registrations()), end="")
         return 0
     loaded = load_config(args)
+    registrations = registrations_for(loaded.config)
     resolved = decode_plugin_configs(loaded.config, registrations, loaded.warnings)
     for warning in loaded.warnings:
         print(f"# warning: {warning}", file=sys.stderr)

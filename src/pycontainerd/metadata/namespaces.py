@@ -10,7 +10,7 @@ from pycontainerd import labels as labelspec
 from pycontainerd.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from pycontainerd.metadata import labels
 from pycontainerd.metadata.db import DB, Tx, now_ns
-from pycontainerd.metadata.schema import NAMESPACED_TABLES
+from pycontainerd.metadata.schema import BLOCKING_TABLES, NAMESPACED_TABLES
 
 KIND = "namespace"
 
@@ -51,7 +51,7 @@ class NamespaceStore:
         values = labelspec.validate_all(ns_labels or {})
         with self._db.write() as tx:
             if tx.execute("SELECT 1 FROM namespaces WHERE name=?", (name,)).fetchone():
-                raise AlreadyExists(f"namespace {name}: already exists")
+                raise AlreadyExists(f"namespace \"{name}\"")
             ensure(tx, name)
             labels.replace(tx, name, KIND, name, values)
             ns = Namespace(name, values)
@@ -62,7 +62,7 @@ class NamespaceStore:
         """One namespace; NotFound if absent."""
         with self._db.read() as tx:
             if not tx.execute("SELECT 1 FROM namespaces WHERE name=?", (name,)).fetchone():
-                raise NotFound(f"namespace {name}: not found")
+                raise NotFound(f'namespace "{name}"')
             return Namespace(name, labels.get(tx, name, KIND, name))
 
     def list(self) -> list[Namespace]:
@@ -77,15 +77,16 @@ class NamespaceStore:
         return [Namespace(n, all_labels[n]) for n in names]
 
     def update(self, name: str, ns_labels: Mapping[str, str], fieldpaths: Sequence[str] = ()) -> Namespace:
-        """Update labels.
+        """Update labels, as containerd does.
 
-        Without ``fieldpaths`` the label set is replaced. ``labels`` replaces it too;
-        ``labels.<key>`` sets that one key from ``ns_labels`` (removing it when absent or
-        empty). Any other path is InvalidArgument, as in containerd.
+        Without ``fieldpaths`` the label set is replaced. ``labels.<key>`` sets that one key
+        from ``ns_labels`` (removing it when absent or empty). Any other path is
+        InvalidArgument. Like containerd, updating a namespace that does not exist creates it.
         """
+        identifiers.validate(name)
         with self._db.write() as tx:
-            if not tx.execute("SELECT 1 FROM namespaces WHERE name=?", (name,)).fetchone():
-                raise NotFound(f"namespace {name}: not found")
+            created = not tx.execute("SELECT 1 FROM namespaces WHERE name=?", (name,)).fetchone()
+            ensure(tx, name)
             current = labels.get(tx, name, KIND, name)
             if not fieldpaths:
                 current = dict(ns_labels)
@@ -97,33 +98,37 @@ class NamespaceStore:
                         current[key] = value
                     else:
                         current.pop(key, None)
-                elif path == "labels":
-                    current = dict(ns_labels)
                 else:
-                    raise InvalidArgument(f'cannot update "{path}" field on namespace "{name}"')
+                    raise InvalidArgument(f'cannot update "{path}" field')
             labelspec.validate_all(current)
             labels.replace(tx, name, KIND, name, current)
             tx.execute("UPDATE namespaces SET updated_at=? WHERE name=?", (now_ns(), name))
             ns = Namespace(name, current)
-            self._emit(tx, "update", ns)
+            self._emit(tx, "create" if created else "update", ns)
         return ns
 
     def delete(self, name: str) -> None:
         """Delete an empty namespace; FailedPrecondition if it still holds objects."""
         with self._db.write() as tx:
             if not tx.execute("SELECT 1 FROM namespaces WHERE name=?", (name,)).fetchone():
-                raise NotFound(f"namespace {name}: not found")
-            holding = sorted(
-                {
-                    what
-                    for table, what in NAMESPACED_TABLES.items()
-                    if tx.execute(f"SELECT 1 FROM {table} WHERE namespace=? LIMIT 1", (name,)).fetchone()
-                }
-            )
-            if holding:
-                raise FailedPrecondition(
-                    f'namespace "{name}" must be empty, but it still has {", ".join(holding)}: failed precondition'
+                raise NotFound(f'namespace "{name}"')
+            holding = [
+                what
+                for table, what in BLOCKING_TABLES
+                if tx.execute(f"SELECT 1 FROM {table} WHERE namespace=? LIMIT 1", (name,)).fetchone()
+            ]
+            holding += [
+                f'snapshots on "{row[0]}" snapshotter'
+                for row in tx.execute(
+                    "SELECT DISTINCT snapshotter FROM snapshots WHERE namespace=? ORDER BY snapshotter", (name,)
                 )
+            ]
+            if holding:
+                raise FailedPrecondition(f'namespace "{name}" must be empty, but it still has {", ".join(holding)}')
+            # Like deleting containerd's namespace bucket: whatever else it held goes with it.
+            for table in NAMESPACED_TABLES:
+                tx.execute(f"DELETE FROM {table} WHERE namespace=?", (name,))
+            tx.execute("DELETE FROM lease_resources WHERE namespace=?", (name,))
             tx.execute("DELETE FROM labels WHERE namespace=?", (name,))
             tx.execute("DELETE FROM namespaces WHERE name=?", (name,))
             self._emit(tx, "delete", Namespace(name))

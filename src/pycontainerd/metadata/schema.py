@@ -139,14 +139,9 @@ def _apply_script(script: str) -> Callable[[sqlite3.Connection], None]:
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_apply_script(_V1)]
 SCHEMA_VERSION = len(MIGRATIONS)
 
-# Tables whose rows belong to a namespace; a namespace holding rows in any of them is not empty.
-# The value is the name containerd uses in its "must be empty" message.
-NAMESPACED_TABLES: dict[str, str] = {
-    "images": "images",
-    "containers": "containers",
-    "content": "content",
-    "snapshots": "snapshots",
-    "leases": "leases",
-    "sandboxes": "sandboxes",
-    "ingests": "content",
-}
+# Every table whose rows belong to a namespace (lease_resources and labels are keyed alike).
+NAMESPACED_TABLES = ("images", "containers", "content", "snapshots", "leases", "sandboxes", "ingests")
+
+# Objects that keep a namespace from being deleted, in containerd's order, with the words its
+# "must be empty, but it still has ..." message uses. Snapshots are listed per snapshotter.
+BLOCKING_TABLES: tuple[tuple[str, str], ...] = (("images", "images"), ("content", "blobs"), ("containers", "containers"))

@@ -1,13 +1,17 @@
 """The explicit list of plugins that ship with pycontainerd, in registration order.
 
-Third-party plugins can be added through the ``pycontainerd.plugins`` entry-point group: each
-entry point names a :class:`Registration` object.
+Third-party plugins come from two places: the ``pycontainerd.plugins`` entry-point group
+(each entry point names a :class:`Registration`), and ``plugin_dir`` in config.toml, a
+directory of ``*.py`` files each defining ``REGISTRATION`` or ``REGISTRATIONS`` (containerd's
+``plugin_dir`` loads Go plugins the same way).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from importlib.metadata import entry_points
+from pathlib import Path
 
 from pycontainerd.events import plugin as events_plugin
 from pycontainerd.metadata import plugin as metadata_plugin
@@ -50,3 +54,34 @@ def external_registrations() -> list[Registration]:
 def all_registrations() -> list[Registration]:
     """Built-in registrations followed by external ones."""
     return builtin_registrations() + external_registrations()
+
+
+class PluginLoadError(Exception):
+    """A file in ``plugin_dir`` could not be loaded."""
+
+
+def load_plugin_dir(directory: Path) -> list[Registration]:
+    """Registrations defined by the ``*.py`` files of ``directory``, in file-name order.
+
+    A file that fails to import or defines no registration stops start-up, as a broken Go
+    plugin does in containerd: silently running without a plugin the operator installed is worse.
+    """
+    found: list[Registration] = []
+    if not directory.is_dir():
+        return found
+    for path in sorted(directory.glob("*.py")):
+        name = f"pycontainerd_plugin_dir_{path.stem}"
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise PluginLoadError(f"cannot load plugin file {path}")
+        module = importlib.util.module_from_spec(spec)
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:
+            raise PluginLoadError(f"plugin file {path}: {type(exc).__name__}: {exc}") from exc
+        regs = getattr(module, "REGISTRATIONS", None) or [getattr(module, "REGISTRATION", None)]
+        valid = [r for r in regs if isinstance(r, Registration)]
+        if not valid:
+            raise PluginLoadError(f"plugin file {path} defines no REGISTRATION")
+        found.extend(valid)
+    return found

@@ -67,6 +67,7 @@ class Daemon:
     _grpc: grpc.aio.Server | None = None
     _ttrpc: Any = None
     _closers: list[Any] = field(default_factory=list)
+    _owned_sockets: list[Path] = field(default_factory=list)
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -158,6 +159,7 @@ class Daemon:
             raise StartupError(f"cannot listen on {self.address}")
         if g.tcp_address:
             server.add_insecure_port(g.tcp_address)
+        self._owned_sockets.append(self.address)
         await server.start()
         listen.secure(self.address, g.uid, g.gid)
         self._grpc = server
@@ -165,6 +167,7 @@ class Daemon:
     async def _serve_ttrpc(self) -> None:
         from pycontainerd.server.ttrpc_listener import start_ttrpc  # noqa: PLC0415 - optional subsystem
 
+        self._owned_sockets.append(Path(self.config.ttrpc_address))
         self._ttrpc = await start_ttrpc(self.config, self.plugins)
 
     async def wait(self) -> None:
@@ -190,7 +193,10 @@ class Daemon:
             except Exception:
                 log.exception("error closing plugin")
         self._closers.clear()
-        listen.remove(self.address)
-        listen.remove(Path(self.config.ttrpc_address))
+        # Only sockets this daemon bound: a daemon refused at start must not delete the
+        # socket of the daemon already serving there.
+        for path in self._owned_sockets:
+            listen.remove(path)
+        self._owned_sockets.clear()
         self._stopped.set()
         log.info("containerd stopped", extra={"pid": os.getpid()})

@@ -45,12 +45,20 @@ _FROM_CODE: dict[grpc.StatusCode, type[errdefs.ContainerdError]] = {
 }
 
 
+def with_kind_suffix(exc: errdefs.ContainerdError) -> str:
+    """The message as containerd words it: ``<what>: <kind>`` (``namespace "x": not found``)."""
+    message, suffix = exc.message, type(exc).default_message
+    if message == suffix or message.endswith(f": {suffix}"):
+        return message
+    return f"{message}: {suffix}"
+
+
 def to_grpc(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     """The status code and message a client should see for ``exc``."""
     if isinstance(exc, errdefs.ContainerdError):
         for kind, code in _TO_CODE:
             if isinstance(exc, kind):
-                return code, exc.message
+                return code, with_kind_suffix(exc)
     if isinstance(exc, asyncio.CancelledError):
         return grpc.StatusCode.CANCELLED, "canceled"
     if isinstance(exc, TimeoutError):

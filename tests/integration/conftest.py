@@ -1,0 +1,19 @@
+"""Fixtures for tests against a real daemon."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.daemon import DaemonProcess, running_daemon
+
+
+@pytest.fixture
+def daemon() -> Iterator[DaemonProcess]:
+    """A fresh pycontainerd on a private socket, root and state in a temp dir."""
+    if shutil.which("ctr") is None:
+        pytest.fail("Debian's ctr is required: apt-get install containerd")
+    with running_daemon() as d:
+        yield d
