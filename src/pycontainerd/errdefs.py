@@ -70,7 +70,7 @@ class Unavailable(ContainerdError):
     default_message = "unavailable"
 
 
-class NotImplemented(ContainerdError):  # noqa: A001 - the kind's name in containerd
+class NotImplemented(ContainerdError):
     """The operation is not supported by this implementation."""
 
     default_message = "not implemented"

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from pycontainerd.errdefs import InvalidArgument
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 MAX_LABEL_SIZE = 4096
 """containerd's limit on len(key) + len(value) of one label, in bytes."""
@@ -25,7 +28,8 @@ def validate(key: str, value: str) -> None:
     size = len(key.encode()) + len(value.encode())
     if size > MAX_LABEL_SIZE:
         raise InvalidArgument(
-            f"label key and value length ({size} bytes) greater than maximum size ({MAX_LABEL_SIZE} bytes), key: {key[:10]}"
+            f"label key and value length ({size} bytes) greater than maximum size ({MAX_LABEL_SIZE} bytes), "
+            f"key: {key[:10]}"
         )
 
 

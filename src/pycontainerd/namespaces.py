@@ -47,7 +47,9 @@ def namespace_required(ctx: RequestContext) -> str:
     return identifiers.validate(ctx.namespace)
 
 
-def from_metadata(metadata: Mapping[str, Sequence[str]] | Sequence[tuple[str, str | bytes]]) -> RequestContext:
+def from_metadata(
+    metadata: Mapping[str, Sequence[str]] | Sequence[tuple[str, str | bytes]],
+) -> RequestContext:
     """Build a context from request metadata (gRPC or ttrpc).
 
     Accepts either a mapping of header to values or gRPC's sequence of ``(key, value)`` pairs.

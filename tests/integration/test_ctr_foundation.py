@@ -18,7 +18,8 @@ def test_version_shows_our_server(daemon: DaemonProcess) -> None:
     out = daemon.ctr("version").stdout
     server = out.split("Server:")[1]
     version = re.search(r"Version:\s+(\S+)", server)
-    assert version and re.fullmatch(r"v2\.\d+\.\d+\+pycontainerd\.[0-9.]+", version.group(1)), out
+    assert version, out
+    assert re.fullmatch(r"v2\.\d+\.\d+\+pycontainerd\.[0-9.]+", version.group(1)), out
     uuid = re.search(r"UUID:\s+([0-9a-f-]{36})", server)
     assert uuid, out
 
@@ -64,7 +65,8 @@ def test_namespace_errors_match_containerd(daemon: DaemonProcess) -> None:
 
     bad = daemon.ctr("namespaces", "create", "bad..name", check=False)
     assert bad.returncode == 1
-    assert 'identifier "bad..name" must match' in bad.stderr and "invalid argument" in bad.stderr
+    assert 'identifier "bad..name" must match' in bad.stderr
+    assert "invalid argument" in bad.stderr
 
     # ctr ignores NotFound on rm (as with containerd), printing the name.
     assert daemon.ctr("namespaces", "rm", "never-existed").returncode == 0
@@ -110,7 +112,8 @@ def test_plugins_ls_reports_ok_skip_error() -> None:
             detail = d.ctr("plugins", "ls", "-d", "id==breaker").stdout
             assert "broken on purpose" in detail
             only_grpc = plugin_rows_filtered(d, "type==io.containerd.grpc.v1")
-            assert only_grpc and all(k.startswith("io.containerd.grpc.v1.") for k in only_grpc)
+            assert only_grpc
+            assert all(k.startswith("io.containerd.grpc.v1.") for k in only_grpc)
 
 
 def plugin_rows_filtered(d: DaemonProcess, flt: str) -> list[str]:

@@ -25,17 +25,23 @@ def run_daemon_expecting_failure(config_text: str, base: Path) -> subprocess.Com
     config.write_text(config_text)
     return subprocess.run(
         [sys.executable, "-m", "pycontainerd", "--config", str(config)],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
 def test_broken_config_names_the_key() -> None:
     with private_dir() as base:
         result = run_daemon_expecting_failure(
-            f'version = 2\nroot = "{base}/r"\n[grpc]\naddress = "{base}/s.sock"\nmax_recv_message_size = "lots"\n', base
+            f'version = 2\nroot = "{base}/r"\n[grpc]\naddress = "{base}/s.sock"\n'
+            'max_recv_message_size = "lots"\n',
+            base,
         )
         assert result.returncode == 1
-        assert "grpc.max_recv_message_size" in result.stderr and "expected an integer" in result.stderr
+        assert "grpc.max_recv_message_size" in result.stderr
+        assert "expected an integer" in result.stderr
         assert not (base / "s.sock").exists()
 
 
@@ -54,24 +60,33 @@ def test_version_1_config_is_refused_with_conversion_help() -> None:
     with private_dir() as base:
         result = run_daemon_expecting_failure('version = 1\n[plugins.cri]\nsandbox_image = "x"\n', base)
         assert result.returncode == 1
-        assert "version 1 is not supported" in result.stderr and "version = 2" in result.stderr
+        assert "version 1 is not supported" in result.stderr
+        assert "version = 2" in result.stderr
 
 
 def test_required_plugin_failure_is_fatal_other_failures_are_not() -> None:
     bad = 'version = 2\n[plugins."io.containerd.metadata.v1.bolt"]\ncontent_sharing_policy = "bogus"\n'
     with private_dir() as base:
         config = base / "config.toml"
-        write_config(config, base, '[plugins."io.containerd.metadata.v1.bolt"]\ncontent_sharing_policy = "bogus"\n')
+        write_config(
+            config, base, '[plugins."io.containerd.metadata.v1.bolt"]\ncontent_sharing_policy = "bogus"\n'
+        )
         d = DaemonProcess(base=base, config_path=config)
         try:
             d.start()  # not required: the daemon runs, the plugin shows as error
             rows = d.ctr("plugins", "ls").stdout
-            assert any(line.split()[:2] == ["io.containerd.metadata.v1", "bolt"] and line.split()[-1] == "error"
-                       for line in rows.splitlines())
+            assert any(
+                line.split()[:2] == ["io.containerd.metadata.v1", "bolt"] and line.split()[-1] == "error"
+                for line in rows.splitlines()
+            )
         finally:
             d.stop()
-        write_config(config, base, bad.split("\n", 1)[1],
-                     top_level='required_plugins = ["io.containerd.metadata.v1.bolt"]')
+        write_config(
+            config,
+            base,
+            bad.split("\n", 1)[1],
+            top_level='required_plugins = ["io.containerd.metadata.v1.bolt"]',
+        )
         result = subprocess.run(d.command(), capture_output=True, text=True, timeout=60, check=False)
         assert result.returncode == 1
         assert "required plugin io.containerd.metadata.v1.bolt failed to load" in result.stderr
@@ -82,7 +97,8 @@ def test_sigterm_stops_cleanly_and_removes_sockets(daemon: DaemonProcess) -> Non
     assert daemon.address.exists()
     assert oct(daemon.address.stat().st_mode & 0o777) == oct(0o660)
     assert daemon.stop(signal.SIGTERM) == 0
-    assert not daemon.address.exists() and not ttrpc_sock.exists()
+    assert not daemon.address.exists()
+    assert not ttrpc_sock.exists()
     assert "stopped" in daemon.log()
 
 
@@ -99,9 +115,16 @@ def test_two_daemons_do_not_interfere() -> None:
 def test_second_daemon_on_same_socket_is_refused(daemon: DaemonProcess) -> None:
     with private_dir() as base:
         config = base / "config.toml"
-        config.write_text(f'version = 2\nroot = "{base}/r"\nstate = "{base}/s"\n[grpc]\naddress = "{daemon.address}"\n')
-        result = subprocess.run([sys.executable, "-m", "pycontainerd", "-c", str(config)],
-                                capture_output=True, text=True, timeout=60, check=False)
+        config.write_text(
+            f'version = 2\nroot = "{base}/r"\nstate = "{base}/s"\n[grpc]\naddress = "{daemon.address}"\n'
+        )
+        result = subprocess.run(
+            [sys.executable, "-m", "pycontainerd", "-c", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
     assert result.returncode == 1
     assert "in use" in result.stderr
     daemon.ctr("version")  # the first daemon still answers
@@ -123,7 +146,11 @@ def test_stale_socket_is_replaced() -> None:
 
 
 def test_survives_garbage_and_disconnects(daemon: DaemonProcess) -> None:
-    for payload in (b"\x00" * 64, b"GET / HTTP/1.1\r\n\r\n", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + os.urandom(512)):
+    for payload in (
+        b"\x00" * 64,
+        b"GET / HTTP/1.1\r\n\r\n",
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + os.urandom(512),
+    ):
         with socket.socket(socket.AF_UNIX) as raw:
             raw.connect(str(daemon.address))
             raw.sendall(payload)
@@ -138,7 +165,8 @@ def test_survives_garbage_and_disconnects(daemon: DaemonProcess) -> None:
     )
     with subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) as client:
         try:
-            assert client.stdout is not None and client.stdout.readline().strip() == "watching"
+            assert client.stdout is not None
+            assert client.stdout.readline().strip() == "watching"
         finally:
             client.kill()
             client.wait(10)
@@ -146,14 +174,21 @@ def test_survives_garbage_and_disconnects(daemon: DaemonProcess) -> None:
         reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
     daemon.ctr("version")
-    assert daemon.proc is not None and daemon.proc.poll() is None
+    assert daemon.proc is not None
+    assert daemon.proc.poll() is None
 
 
 def test_config_default_and_dump() -> None:
-    default = subprocess.run([sys.executable, "-m", "pycontainerd", "config", "default"],
-                             capture_output=True, text=True, timeout=60, check=True).stdout
+    default = subprocess.run(
+        [sys.executable, "-m", "pycontainerd", "config", "default"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
     parsed = tomllib.loads(default)
-    assert parsed["version"] == 2 and parsed["root"] == "/var/lib/pycontainerd"
+    assert parsed["version"] == 2
+    assert parsed["root"] == "/var/lib/pycontainerd"
     assert parsed["grpc"]["address"] == "/run/pycontainerd/pycontainerd.sock"
     assert "io.containerd.metadata.v1.bolt" in parsed["plugins"]
     with private_dir() as base:
@@ -161,8 +196,21 @@ def test_config_default_and_dump() -> None:
         config = base / "config.toml"
         config.write_text(f'version = 2\nimports = ["{base}/extra.toml"]\nroot = "{base}/r"\n')
         dump = subprocess.run(
-            [sys.executable, "-m", "pycontainerd", "--address", f"{base}/flag.sock", "config", "dump", "-c", str(config)],
-            capture_output=True, text=True, timeout=60, check=True,
+            [
+                sys.executable,
+                "-m",
+                "pycontainerd",
+                "--address",
+                f"{base}/flag.sock",
+                "config",
+                "dump",
+                "-c",
+                str(config),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
         ).stdout
     effective = tomllib.loads(dump)
     assert effective["root"] == f"{base}/r"
@@ -171,8 +219,13 @@ def test_config_default_and_dump() -> None:
 
 
 def test_help_explains() -> None:
-    out = subprocess.run([sys.executable, "-m", "pycontainerd", "--help"], capture_output=True, text=True,
-                         timeout=60, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "pycontainerd", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
     for word in ("--config", "--address", "--root", "--state", "--log-level", "config default"):
         assert word in out
 

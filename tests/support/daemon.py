@@ -15,9 +15,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
 
 CTR = shutil.which("ctr") or "/usr/bin/ctr"
 START_TIMEOUT = 30.0
@@ -92,19 +95,30 @@ class DaemonProcess:
         raise RuntimeError(f"pycontainerd did not answer within {timeout}s:\n{self.log()}")
 
     def ctr(
-        self, *args: str, namespace: str | None = None, check: bool = True, timeout: float = 60,
-        input: bytes | None = None,  # noqa: A002 - mirrors subprocess.run
+        self,
+        *args: str,
+        namespace: str | None = None,
+        check: bool = True,
+        timeout: float = 60,
+        input: bytes | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """Run the real ``ctr -a SOCK [-n NS] ARGS...``; with ``check`` fail on a non-zero exit."""
         cmd = [CTR, "-a", str(self.address)]
         if namespace is not None:
             cmd += ["-n", namespace]
         cmd += list(args)
-        result = subprocess.run(cmd, capture_output=True, timeout=timeout, check=False,
-                                input=input.decode() if input is not None else None, text=True)
+        result = subprocess.run(
+            cmd,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+            input=input.decode() if input is not None else None,
+            text=True,
+        )
         if check and result.returncode != 0:
             raise AssertionError(
-                f"{' '.join(cmd)} exited {result.returncode}\nstdout: {result.stdout}\nstderr: {result.stderr}"
+                f"{' '.join(cmd)} exited {result.returncode}\n"
+                f"stdout: {result.stdout}\nstderr: {result.stderr}"
             )
         return result
 
@@ -132,11 +146,11 @@ def write_config(path: Path, base: Path, extra: str = "", top_level: str = "") -
     path.write_text(
         f"""version = 2
 {top_level}
-root = "{base / 'root'}"
-state = "{base / 'state'}"
+root = "{base / "root"}"
+state = "{base / "state"}"
 
 [grpc]
-address = "{base / 'pcd.sock'}"
+address = "{base / "pcd.sock"}"
 
 [debug]
 level = "debug"

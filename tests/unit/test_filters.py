@@ -1,11 +1,14 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import pytest
 
 from pycontainerd import filters
 from pycontainerd.errdefs import InvalidArgument
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 OBJ = {"name": "docker.io/library/alpine:3", "labels": {"a.b/c": "x", "gc": "1", "empty": ""}}
 

@@ -4,28 +4,33 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from google.protobuf import descriptor_pb2
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 REPO = Path(__file__).resolve().parents[2]
 PROTO_DIR = REPO / "proto"
 
 
 def well_known_include() -> Path:
-    import grpc_tools  # noqa: PLC0415 - a dev dependency only the wire tests need
+    import grpc_tools
 
     return Path(grpc_tools.__file__).parent / "_proto"
 
 
 def googleapis_include() -> Path:
-    import google.rpc.status_pb2 as status  # noqa: PLC0415
+    import google.rpc.status_pb2 as status
 
     return Path(status.__file__).parents[2]
 
 
-def compile_set(files: Sequence[str], includes: Sequence[Path], out: Path) -> descriptor_pb2.FileDescriptorSet:
+def compile_set(
+    files: Sequence[str], includes: Sequence[Path], out: Path
+) -> descriptor_pb2.FileDescriptorSet:
     """Compile ``files`` (relative to the first include) into one FileDescriptorSet."""
     args = [sys.executable, "-m", "grpc_tools.protoc", *(f"-I{i}" for i in includes)]
     args += [f"--descriptor_set_out={out}", "--include_imports", *files]

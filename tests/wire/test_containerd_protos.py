@@ -7,9 +7,9 @@ containerd 2.x only adds to the 1.6 API, with one move: ``Envelope`` became
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from google.protobuf import descriptor_pb2
 
 from tests.wire._descriptors import (
     PROTO_DIR,
@@ -20,6 +20,9 @@ from tests.wire._descriptors import (
     services,
     well_known_include,
 )
+
+if TYPE_CHECKING:
+    from google.protobuf import descriptor_pb2
 
 pytestmark = pytest.mark.integration
 
@@ -63,9 +66,7 @@ def field_key(field: descriptor_pb2.FieldDescriptorProto) -> FieldKey:
 
 def containerd_messages(fds: descriptor_pb2.FileDescriptorSet) -> dict[str, descriptor_pb2.DescriptorProto]:
     return {
-        name: msg
-        for name, msg in messages(fds).items()
-        if not name.startswith((".google.", ".gogoproto."))
+        name: msg for name, msg in messages(fds).items() if not name.startswith((".google.", ".gogoproto."))
     }
 
 
@@ -88,15 +89,22 @@ def test_every_debian_message_exists_with_identical_fields(
             if other is None and not reserved:  # 2.x removes a few fields, reserving their numbers
                 problems.append(f"{name}.{field.name} = {field.number}: missing")
             elif other is not None and field_key(other) != field_key(field):
-                problems.append(f"{name}.{field.name} = {field.number}: ours {field_key(other)} theirs {field_key(field)}")
-        theirs_oneofs = {f.number: msg.oneof_decl[f.oneof_index].name for f in msg.field if f.HasField("oneof_index")}
-        mine_oneofs = {f.number: target.oneof_decl[f.oneof_index].name for f in target.field if f.HasField("oneof_index")}
+                problems.append(
+                    f"{name}.{field.name} = {field.number}: ours {field_key(other)} theirs {field_key(field)}"
+                )
+        theirs_oneofs = {
+            f.number: msg.oneof_decl[f.oneof_index].name for f in msg.field if f.HasField("oneof_index")
+        }
+        mine_oneofs = {
+            f.number: target.oneof_decl[f.oneof_index].name for f in target.field if f.HasField("oneof_index")
+        }
         for number, oneof in theirs_oneofs.items():
             if mine_oneofs.get(number) != oneof:
                 problems.append(f"{name} field {number}: oneof {oneof} vs {mine_oneofs.get(number)}")
     assert not problems, "\n".join(problems)
     # The comparison must have covered the bulk of the API (Debian 1.6: 204 messages, 470 fields).
-    assert len(theirs) > 200 and compared_fields > 450
+    assert len(theirs) > 200
+    assert compared_fields > 450
 
 
 def test_every_debian_enum_value_agrees(
@@ -113,7 +121,9 @@ def test_every_debian_enum_value_agrees(
     assert checked >= 2
 
 
-def test_every_debian_rpc_agrees(debian: descriptor_pb2.FileDescriptorSet, ours: descriptor_pb2.FileDescriptorSet) -> None:
+def test_every_debian_rpc_agrees(
+    debian: descriptor_pb2.FileDescriptorSet, ours: descriptor_pb2.FileDescriptorSet
+) -> None:
     theirs, mine = services(debian), services(ours)
     problems: list[str] = []
     rpcs = 0
@@ -128,8 +138,12 @@ def test_every_debian_rpc_agrees(debian: descriptor_pb2.FileDescriptorSet, ours:
             if other is None:
                 problems.append(f"{name}/{method.name} missing")
                 continue
-            theirs_sig = (MOVED.get(method.input_type, method.input_type), MOVED.get(method.output_type, method.output_type),
-                          method.client_streaming, method.server_streaming)
+            theirs_sig = (
+                MOVED.get(method.input_type, method.input_type),
+                MOVED.get(method.output_type, method.output_type),
+                method.client_streaming,
+                method.server_streaming,
+            )
             mine_sig = (other.input_type, other.output_type, other.client_streaming, other.server_streaming)
             if theirs_sig != mine_sig:
                 problems.append(f"{name}/{method.name}: ours {mine_sig} theirs {theirs_sig}")
@@ -137,9 +151,11 @@ def test_every_debian_rpc_agrees(debian: descriptor_pb2.FileDescriptorSet, ours:
     assert rpcs > 80
 
 
-def test_moved_types_keep_their_fields(ours: descriptor_pb2.FileDescriptorSet, debian: descriptor_pb2.FileDescriptorSet) -> None:
+def test_moved_types_keep_their_fields(
+    ours: descriptor_pb2.FileDescriptorSet, debian: descriptor_pb2.FileDescriptorSet
+) -> None:
     theirs, mine = messages(debian), messages(ours)
     for old, new in MOVED.items():
-        assert [field_key(f) + (f.number,) for f in theirs[old].field] == [
-            field_key(f) + (f.number,) for f in mine[new].field
+        assert [(*field_key(f), f.number) for f in theirs[old].field] == [
+            (*field_key(f), f.number) for f in mine[new].field
         ]

@@ -11,6 +11,9 @@ from tests.wire._descriptors import REPO
 def test_generated_code_is_fresh() -> None:
     result = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "gen_protos.py"), "--check"],
-        capture_output=True, text=True, timeout=600, check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr

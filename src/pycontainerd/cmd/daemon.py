@@ -16,7 +16,7 @@ import logging
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pycontainerd import __version__
 from pycontainerd import version as pkgversion
@@ -24,9 +24,11 @@ from pycontainerd.config import loader, render
 from pycontainerd.config.model import Config, ConfigError
 from pycontainerd.errdefs import ContainerdError
 from pycontainerd.plugin.builtins import PluginLoadError, all_registrations, load_plugin_dir
-from pycontainerd.plugin.registration import Registration
 from pycontainerd.server import logging as daemon_logging
 from pycontainerd.server.daemon import Daemon, StartupError, decode_plugin_configs
+
+if TYPE_CHECKING:
+    from pycontainerd.plugin.registration import Registration
 
 DEFAULT_CONFIG_PATH = Path("/etc/pycontainerd/config.toml")
 
@@ -50,31 +52,52 @@ examples:
 
 def _add_global_flags(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     default: Any = argparse.SUPPRESS if suppress else None
-    parser.add_argument("-c", "--config", type=Path, default=default,
-                        help=f"path to the configuration file (default {DEFAULT_CONFIG_PATH} if it exists)")
-    parser.add_argument("-a", "--address", default=default, help="address of the gRPC socket ([grpc] address)")
+    parser.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        default=default,
+        help=f"path to the configuration file (default {DEFAULT_CONFIG_PATH} if it exists)",
+    )
+    parser.add_argument(
+        "-a", "--address", default=default, help="address of the gRPC socket ([grpc] address)"
+    )
     parser.add_argument("--root", default=default, help="directory for persistent data (root)")
     parser.add_argument("--state", default=default, help="directory for runtime state (state)")
-    parser.add_argument("-l", "--log-level", default=default,
-                        help="log level: trace, debug, info, warn, error, fatal, panic ([debug] level)")
-    parser.add_argument("--log-format", default=default, choices=["text", "json"], help="log format ([debug] format)")
+    parser.add_argument(
+        "-l",
+        "--log-level",
+        default=default,
+        help="log level: trace, debug, info, warn, error, fatal, panic ([debug] level)",
+    )
+    parser.add_argument(
+        "--log-format", default=default, choices=["text", "json"], help="log format ([debug] format)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser."""
     parser = argparse.ArgumentParser(
-        prog="pycontainerd", description=DESCRIPTION, epilog=EPILOG,
+        prog="pycontainerd",
+        description=DESCRIPTION,
+        epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("-v", "--version", action="version",
-                        version=f"pycontainerd {pkgversion.VERSION} {pkgversion.revision()}")
+    parser.add_argument(
+        "-v",
+        "--version",
+        action="version",
+        version=f"pycontainerd {pkgversion.VERSION} {pkgversion.revision()}",
+    )
     _add_global_flags(parser, suppress=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     cfg = sub.add_parser("config", help="print the default or the effective configuration")
     cfg_sub = cfg.add_subparsers(dest="config_command", metavar="SUBCOMMAND", required=True)
     default = cfg_sub.add_parser("default", help="print a complete default config.toml (version 2)")
     _add_global_flags(default, suppress=True)
-    dump = cfg_sub.add_parser("dump", help="print the effective configuration: file, imports and flags merged")
+    dump = cfg_sub.add_parser(
+        "dump", help="print the effective configuration: file, imports and flags merged"
+    )
     _add_global_flags(dump, suppress=True)
     return parser
 

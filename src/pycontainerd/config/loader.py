@@ -14,7 +14,8 @@ from pycontainerd.config.model import ACCEPTED_TOP_LEVEL, SUPPORTED_VERSIONS, Co
 VERSION_1_HELP = (
     "config version 1 is not supported (it was removed in containerd 2.0): set `version = 2` at the top "
     "of the file and name plugin sections by their full URI, e.g. [plugins.cri] becomes "
-    '[plugins."io.containerd.grpc.v1.cri"] and [plugins.linux] becomes [plugins."io.containerd.runtime.v1.linux"]; '
+    '[plugins."io.containerd.grpc.v1.cri"] and [plugins.linux] becomes '
+    '[plugins."io.containerd.runtime.v1.linux"]; '
     "`containerd config migrate` from containerd 1.x/2.x converts a file"
 )
 

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tomli_w
 
 from pycontainerd.config.decode import to_table
-from pycontainerd.config.model import Config
-from pycontainerd.plugin.registration import Registration
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from pycontainerd.config.model import Config
+    from pycontainerd.plugin.registration import Registration
 
 
-def render(config: Config, registrations: Iterable[Registration] = (), *, resolved: dict[str, Any] | None = None) -> str:
+def render(
+    config: Config, registrations: Iterable[Registration] = (), *, resolved: dict[str, Any] | None = None
+) -> str:
     """The config as TOML, every plugin's section included.
 
     Each registration with a config class contributes ``[plugins."<type>.<id>"]``: the decoded

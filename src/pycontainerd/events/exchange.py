@@ -8,11 +8,13 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-
-from google.protobuf.message import Message
+from typing import TYPE_CHECKING
 
 from pycontainerd import identifiers
 from pycontainerd.errdefs import InvalidArgument
+
+if TYPE_CHECKING:
+    from google.protobuf.message import Message
 
 log = logging.getLogger(__name__)
 

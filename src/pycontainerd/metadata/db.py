@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pycontainerd.errdefs import FailedPrecondition
 from pycontainerd.metadata.schema import MIGRATIONS, SCHEMA_VERSION
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
 
 
 def now_ns() -> int:
@@ -60,7 +63,8 @@ class DB:
         version = int(self._conn.execute("PRAGMA user_version").fetchone()[0])
         if version > SCHEMA_VERSION:
             raise FailedPrecondition(
-                f"metadata schema version {version} in {self.path} is newer than this pycontainerd ({SCHEMA_VERSION})"
+                f"metadata schema version {version} in {self.path} is newer than "
+                f"this pycontainerd ({SCHEMA_VERSION})"
             )
         while version < SCHEMA_VERSION:
             self._conn.execute("BEGIN IMMEDIATE")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from pycontainerd.metadata.db import Tx
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from pycontainerd.metadata.db import Tx
 
 
 def get(tx: Tx, namespace: str, kind: str, obj: str) -> dict[str, str]:

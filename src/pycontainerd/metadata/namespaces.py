@@ -30,7 +30,9 @@ NamespaceEvent = Callable[[str, Namespace], None]
 def ensure(tx: Tx, name: str) -> None:
     """Create namespace ``name`` if it does not exist yet (first object stored in it)."""
     ts = now_ns()
-    tx.execute("INSERT OR IGNORE INTO namespaces (name, created_at, updated_at) VALUES (?, ?, ?)", (name, ts, ts))
+    tx.execute(
+        "INSERT OR IGNORE INTO namespaces (name, created_at, updated_at) VALUES (?, ?, ?)", (name, ts, ts)
+    )
 
 
 class NamespaceStore:
@@ -51,7 +53,7 @@ class NamespaceStore:
         values = labelspec.validate_all(ns_labels or {})
         with self._db.write() as tx:
             if tx.execute("SELECT 1 FROM namespaces WHERE name=?", (name,)).fetchone():
-                raise AlreadyExists(f"namespace \"{name}\"")
+                raise AlreadyExists(f'namespace "{name}"')
             ensure(tx, name)
             labels.replace(tx, name, KIND, name, values)
             ns = Namespace(name, values)
@@ -69,11 +71,7 @@ class NamespaceStore:
         """Every namespace, sorted by name."""
         with self._db.read() as tx:
             names = [row[0] for row in tx.execute("SELECT name FROM namespaces ORDER BY name")]
-            all_labels = {
-                ns: lbls
-                for ns in names
-                for lbls in [labels.get(tx, ns, KIND, ns)]
-            }
+            all_labels = {ns: lbls for ns in names for lbls in [labels.get(tx, ns, KIND, ns)]}
         return [Namespace(n, all_labels[n]) for n in names]
 
     def update(self, name: str, ns_labels: Mapping[str, str], fieldpaths: Sequence[str] = ()) -> Namespace:
@@ -120,11 +118,14 @@ class NamespaceStore:
             holding += [
                 f'snapshots on "{row[0]}" snapshotter'
                 for row in tx.execute(
-                    "SELECT DISTINCT snapshotter FROM snapshots WHERE namespace=? ORDER BY snapshotter", (name,)
+                    "SELECT DISTINCT snapshotter FROM snapshots WHERE namespace=? ORDER BY snapshotter",
+                    (name,),
                 )
             ]
             if holding:
-                raise FailedPrecondition(f'namespace "{name}" must be empty, but it still has {", ".join(holding)}')
+                raise FailedPrecondition(
+                    f'namespace "{name}" must be empty, but it still has {", ".join(holding)}'
+                )
             # Like deleting containerd's namespace bucket: whatever else it held goes with it.
             for table in NAMESPACED_TABLES:
                 tx.execute(f"DELETE FROM {table} WHERE namespace=?", (name,))

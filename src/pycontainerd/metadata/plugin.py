@@ -7,13 +7,16 @@ working, although the store is SQLite.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pycontainerd.api.containerd.events import namespace_pb2 as ns_events
-from pycontainerd.events.exchange import Exchange
 from pycontainerd.metadata.db import DB
 from pycontainerd.metadata.namespaces import Namespace, NamespaceStore
 from pycontainerd.plugin import types
 from pycontainerd.plugin.registration import InitContext, Registration
+
+if TYPE_CHECKING:
+    from pycontainerd.events.exchange import Exchange
 
 DB_FILE = "meta.db"
 
@@ -39,9 +42,13 @@ class Metadata:
 def _namespace_events(exchange: Exchange) -> object:
     def publish(action: str, ns: Namespace) -> None:
         if action == "create":
-            exchange.publish(ns.name, "/namespaces/create", ns_events.NamespaceCreate(name=ns.name, labels=ns.labels))
+            exchange.publish(
+                ns.name, "/namespaces/create", ns_events.NamespaceCreate(name=ns.name, labels=ns.labels)
+            )
         elif action == "update":
-            exchange.publish(ns.name, "/namespaces/update", ns_events.NamespaceUpdate(name=ns.name, labels=ns.labels))
+            exchange.publish(
+                ns.name, "/namespaces/update", ns_events.NamespaceUpdate(name=ns.name, labels=ns.labels)
+            )
         else:
             exchange.publish(ns.name, "/namespaces/delete", ns_events.NamespaceDelete(name=ns.name))
 
@@ -51,7 +58,9 @@ def _namespace_events(exchange: Exchange) -> object:
 def _init(ctx: InitContext) -> Metadata:
     config = ctx.config if isinstance(ctx.config, MetadataConfig) else MetadataConfig()
     if config.content_sharing_policy not in ("shared", "isolated"):
-        raise ValueError(f"content_sharing_policy must be shared or isolated, not {config.content_sharing_policy!r}")
+        raise ValueError(
+            f"content_sharing_policy must be shared or isolated, not {config.content_sharing_policy!r}"
+        )
     ctx.root.mkdir(parents=True, exist_ok=True, mode=0o700)
     db = DB(ctx.root / DB_FILE)
     ctx.on_close.append(db.close)

@@ -24,8 +24,11 @@ database from version i to i+1, each inside one transaction.
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import sqlite3
+    from collections.abc import Callable
 
 _V1 = """
 CREATE TABLE namespaces (
@@ -144,4 +147,8 @@ NAMESPACED_TABLES = ("images", "containers", "content", "snapshots", "leases", "
 
 # Objects that keep a namespace from being deleted, in containerd's order, with the words its
 # "must be empty, but it still has ..." message uses. Snapshots are listed per snapshotter.
-BLOCKING_TABLES: tuple[tuple[str, str], ...] = (("images", "images"), ("content", "blobs"), ("containers", "containers"))
+BLOCKING_TABLES: tuple[tuple[str, str], ...] = (
+    ("images", "images"),
+    ("content", "blobs"),
+    ("containers", "containers"),
+)

@@ -11,12 +11,15 @@ from __future__ import annotations
 import importlib.util
 import logging
 from importlib.metadata import entry_points
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pycontainerd.events import plugin as events_plugin
 from pycontainerd.metadata import plugin as metadata_plugin
 from pycontainerd.plugin.registration import Registration
 from pycontainerd.services import health, introspection, namespaces, version
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 log = logging.getLogger(__name__)
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from pycontainerd.errdefs import InvalidArgument
-from pycontainerd.plugin.registration import Registration
 from pycontainerd.plugin.types import ALL
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from pycontainerd.plugin.registration import Registration
 
 
 def ordered(registrations: Iterable[Registration], *, disabled: Iterable[str] = ()) -> list[Registration]:

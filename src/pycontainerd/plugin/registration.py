@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import builtins
 import inspect
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pycontainerd.errdefs import NotFound
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 T = TypeVar("T")
 
 
-class SkipPlugin(Exception):  # noqa: N818 - containerd's name for this outcome
+class SkipPlugin(Exception):
     """Raised by an init function to say "not loaded here" (reported, never fatal).
 
     The message always contains ``skip plugin``: the real ``ctr plugins ls`` looks for those
@@ -44,7 +47,7 @@ class Registration:
     id: str
     init: InitFn
     requires: tuple[str, ...] = ()
-    config: type[Any] | None = None
+    config: builtins.type[Any] | None = None
 
     @property
     def uri(self) -> str:

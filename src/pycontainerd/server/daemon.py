@@ -7,20 +7,29 @@ import inspect
 import logging
 import os
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
 from pycontainerd.config.decode import decode_dataclass, key_join
 from pycontainerd.config.model import Config, ConfigError
 from pycontainerd.plugin import graph, types
-from pycontainerd.plugin.registration import InitContext, Plugin, PluginSet, Registration, SkipPlugin, run_init
+from pycontainerd.plugin.registration import (
+    InitContext,
+    Plugin,
+    PluginSet,
+    Registration,
+    SkipPlugin,
+    run_init,
+)
 from pycontainerd.server import listen
 from pycontainerd.services._interceptor import ErrorInterceptor
 from pycontainerd.services.health import HealthService
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 log = logging.getLogger("pycontainerd")
 
@@ -31,17 +40,18 @@ class StartupError(Exception):
     """The daemon cannot start; the message says why."""
 
 
-def decode_plugin_configs(config: Config, registrations: Sequence[Registration], warnings: list[str]) -> dict[str, Any]:
+def decode_plugin_configs(
+    config: Config, registrations: Sequence[Registration], warnings: list[str]
+) -> dict[str, Any]:
     """Decode every ``[plugins."<uri>"]`` table against its plugin's config class.
 
     Done before any plugin starts so that a bad value stops start-up at once, naming the key.
     """
     known = {r.uri: r for r in registrations}
     decoded: dict[str, Any] = {}
-    for uri, table in config.plugins.items():
+    for uri in config.plugins:
         if uri not in known:
-            warnings.append(f'config for unknown plugin {key_join("plugins", uri)} ignored')
-            continue
+            warnings.append(f"config for unknown plugin {key_join('plugins', uri)} ignored")
     for reg in registrations:
         if reg.config is None:
             continue
@@ -50,6 +60,14 @@ def decode_plugin_configs(config: Config, registrations: Sequence[Registration],
             raise ConfigError(f"{key_join('plugins', reg.uri)}: expected a table")
         decoded[reg.uri] = decode_dataclass(reg.config, table, key_join("plugins", reg.uri), warnings)
     return decoded
+
+
+def make_dirs(cfg: Config) -> None:
+    """Create root (private), state and temp; start-up runs before any request is served."""
+    for directory, mode in ((cfg.root, 0o700), (cfg.state, 0o711)):
+        Path(directory).mkdir(parents=True, exist_ok=True, mode=mode)
+    if cfg.temp:
+        Path(cfg.temp).mkdir(parents=True, exist_ok=True)
 
 
 @dataclass(slots=True)
@@ -82,11 +100,7 @@ class Daemon:
         self.plugin_configs = decode_plugin_configs(cfg, self.registrations, self.warnings)
         for warning in self.warnings:
             log.warning(warning)
-        root, state = Path(cfg.root), Path(cfg.state)
-        for directory, mode in ((root, 0o700), (state, 0o711)):
-            directory.mkdir(parents=True, exist_ok=True, mode=mode)
-        if cfg.temp:
-            Path(cfg.temp).mkdir(parents=True, exist_ok=True)
+        make_dirs(cfg)
         # Check the sockets first, so a second daemon on the same address fails before it
         # touches anything.
         try:
@@ -98,8 +112,11 @@ class Daemon:
         await self._init_plugins()
         await self._serve_grpc()
         await self._serve_ttrpc()
-        log.info("containerd successfully booted in %.3fs", time.monotonic() - started,
-                 extra={"address": str(self.address)})
+        log.info(
+            "containerd successfully booted in %.3fs",
+            time.monotonic() - started,
+            extra={"address": str(self.address)},
+        )
 
     async def _init_plugins(self) -> None:
         cfg = self.config
@@ -133,7 +150,11 @@ class Daemon:
                 if reg.uri in required:
                     self.plugins.add(plugin)
                     raise StartupError(f"required plugin {reg.uri} failed to load: {exc}") from exc
-            plugin.exports, plugin.capabilities, plugin.platforms = ctx.exports, ctx.capabilities, ctx.platforms
+            plugin.exports, plugin.capabilities, plugin.platforms = (
+                ctx.exports,
+                ctx.capabilities,
+                ctx.platforms,
+            )
             self._closers.extend(ctx.on_close)
             self.plugins.add(plugin)
         loaded = {p.registration.uri for p in self.plugins if p.ok}
@@ -165,7 +186,7 @@ class Daemon:
         self._grpc = server
 
     async def _serve_ttrpc(self) -> None:
-        from pycontainerd.server.ttrpc_listener import start_ttrpc  # noqa: PLC0415 - optional subsystem
+        from pycontainerd.server.ttrpc_listener import start_ttrpc
 
         self._owned_sockets.append(Path(self.config.ttrpc_address))
         self._ttrpc = await start_ttrpc(self.config, self.plugins)

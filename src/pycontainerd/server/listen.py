@@ -5,9 +5,12 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pycontainerd.errdefs import FailedPrecondition
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def socket_in_use(path: Path) -> bool:

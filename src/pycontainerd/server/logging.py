@@ -21,8 +21,14 @@ LEVELS: dict[str, int] = {
     "fatal": logging.CRITICAL,
     "panic": logging.CRITICAL,
 }
-_NAMES = {TRACE: "trace", logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warning",
-          logging.ERROR: "error", logging.CRITICAL: "fatal"}
+_NAMES = {
+    TRACE: "trace",
+    logging.DEBUG: "debug",
+    logging.INFO: "info",
+    logging.WARNING: "warning",
+    logging.ERROR: "error",
+    logging.CRITICAL: "fatal",
+}
 _STD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
@@ -46,8 +52,11 @@ class TextFormatter(logging.Formatter):
     """``time="..." level=info msg="..." key=value`` (logrus text format)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        parts = [f'time="{_timestamp(record)}"', f"level={_NAMES.get(record.levelno, 'info')}",
-                 f"msg={_quote(record.getMessage())}"]
+        parts = [
+            f'time="{_timestamp(record)}"',
+            f"level={_NAMES.get(record.levelno, 'info')}",
+            f"msg={_quote(record.getMessage())}",
+        ]
         parts += [f"{k}={_quote(v)}" for k, v in _fields(record).items()]
         if record.name and record.name != "root":
             parts.append(f"module={_quote(record.name)}")
@@ -60,9 +69,15 @@ class JSONFormatter(logging.Formatter):
     """One JSON object per line."""
 
     def format(self, record: logging.LogRecord) -> str:
-        data: dict[str, Any] = {"time": _timestamp(record), "level": _NAMES.get(record.levelno, "info"),
-                                "msg": record.getMessage(), "module": record.name}
-        data.update({k: v if isinstance(v, int | float | bool | str) else str(v) for k, v in _fields(record).items()})
+        data: dict[str, Any] = {
+            "time": _timestamp(record),
+            "level": _NAMES.get(record.levelno, "info"),
+            "msg": record.getMessage(),
+            "module": record.name,
+        }
+        data.update(
+            {k: v if isinstance(v, int | float | bool | str) else str(v) for k, v in _fields(record).items()}
+        )
         if record.exc_info:
             data["error"] = self.formatException(record.exc_info)
         return json.dumps(data)

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pycontainerd.config.model import Config
 from pycontainerd.plugin import types
-from pycontainerd.plugin.registration import PluginSet
+
+if TYPE_CHECKING:
+    from pycontainerd.config.model import Config
+    from pycontainerd.plugin.registration import PluginSet
 
 
 async def start_ttrpc(config: Config, plugins: PluginSet) -> Any:
     """Serve every ``io.containerd.ttrpc.v1`` plugin on the ttrpc socket."""
     try:
-        from pycontainerd.ttrpc.server import Server  # noqa: PLC0415
+        from pycontainerd.ttrpc.server import Server
     except ImportError:  # TODO(foundation): remove once ttrpc lands
         return None
     server = Server()

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import time
-
-import grpc
+from typing import Any
+from typing import TYPE_CHECKING
 
 from pycontainerd.namespaces import RequestContext, from_metadata
 
+if TYPE_CHECKING:
+    import grpc
 
-def request_context(context: grpc.aio.ServicerContext[object, object]) -> RequestContext:
+
+def request_context(context: grpc.aio.ServicerContext[Any, Any]) -> RequestContext:
     """The namespace and lease headers of the call, plus its deadline."""
-    metadata = [(m.key, m.value) for m in (context.invocation_metadata() or ())]
+    items: Any = context.invocation_metadata() or ()
+    metadata = [(m.key, m.value) for m in items]
     ctx = from_metadata(metadata)
     remaining = context.time_remaining()
     if remaining is not None:

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from pycontainerd.errdefs import NotFound
 from pycontainerd.plugin import types
 from pycontainerd.plugin.registration import Registration
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    import grpc
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -34,7 +37,9 @@ class HealthService(health_pb2_grpc.HealthServicer):
         self._changed.set()
         self._changed = asyncio.Event()
 
-    async def Check(self, request: health_pb2.HealthCheckRequest, context: Any) -> health_pb2.HealthCheckResponse:
+    async def Check(
+        self, request: health_pb2.HealthCheckRequest, context: Any
+    ) -> health_pb2.HealthCheckResponse:
         if request.service:
             raise NotFound(f"unknown service {request.service}")
         return health_pb2.HealthCheckResponse(status=self._status)

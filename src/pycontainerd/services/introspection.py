@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import grpc
-from google.protobuf import empty_pb2
 from google.rpc import status_pb2
 
 from pycontainerd import filters
@@ -19,6 +15,13 @@ from pycontainerd.api.containerd.types import platform_pb2
 from pycontainerd.errdefs import NotFound
 from pycontainerd.plugin import types
 from pycontainerd.plugin.registration import InitContext, Plugin, PluginSet, Registration
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
+
+    import grpc
+    from google.protobuf import empty_pb2
 
 UUID_FILE = "uuid"
 STATUS_UNKNOWN = 2

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import grpc
 from google.protobuf import empty_pb2
 
 from pycontainerd import identifiers
 from pycontainerd.api.containerd.services.namespaces.v1 import namespace_pb2 as pb
 from pycontainerd.api.containerd.services.namespaces.v1 import namespace_pb2_grpc as pb_grpc
 from pycontainerd.errdefs import InvalidArgument
-from pycontainerd.metadata.namespaces import Namespace, NamespaceStore
-from pycontainerd.metadata.plugin import Metadata
 from pycontainerd.plugin import types
 from pycontainerd.plugin.registration import InitContext, Registration
+
+if TYPE_CHECKING:
+    import grpc
+
+    from pycontainerd.metadata.namespaces import Namespace, NamespaceStore
+    from pycontainerd.metadata.plugin import Metadata
 
 
 def namespace_to_pb(ns: Namespace) -> pb.Namespace:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import grpc
-from google.protobuf import empty_pb2
+from typing import TYPE_CHECKING, Any
 
 from pycontainerd import version as pkgversion
 from pycontainerd.api.containerd.services.version.v1 import version_pb2, version_pb2_grpc
 from pycontainerd.plugin import types
 from pycontainerd.plugin.registration import Registration
+
+if TYPE_CHECKING:
+    import grpc
+    from google.protobuf import empty_pb2
 
 
 class VersionService(version_pb2_grpc.VersionServicer):
@@ -25,5 +26,3 @@ class VersionService(version_pb2_grpc.VersionServicer):
 
 
 REGISTRATION = Registration(type=types.GRPC, id="version", init=lambda _ctx: VersionService())
-
-

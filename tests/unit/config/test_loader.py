@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import tomllib
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -11,6 +11,9 @@ from pycontainerd.config.render import render
 from pycontainerd.plugin.builtins import builtin_registrations
 from pycontainerd.server.daemon import decode_plugin_configs
 
+if TYPE_CHECKING:
+    from pathlib import Path
+
 
 def write(path: Path, text: str) -> Path:
     path.write_text(text)
@@ -19,7 +22,8 @@ def write(path: Path, text: str) -> Path:
 
 def test_defaults_never_collide_with_containerd() -> None:
     cfg = loader.load(None).config
-    assert cfg.root == DEFAULT_ROOT and "containerd/" not in cfg.root.replace("pycontainerd", "")
+    assert cfg.root == DEFAULT_ROOT
+    assert "containerd/" not in cfg.root.replace("pycontainerd", "")
     assert cfg.grpc.address == DEFAULT_ADDRESS != "/run/containerd/containerd.sock"
     assert cfg.ttrpc_address == DEFAULT_ADDRESS + ".ttrpc"
     assert cfg.grpc.max_recv_message_size == cfg.grpc.max_send_message_size == 16 << 20
@@ -48,19 +52,29 @@ def test_bad_value_names_the_key(tmp_path: Path) -> None:
 
 
 def test_bad_plugin_value_names_the_full_key(tmp_path: Path) -> None:
-    path = write(tmp_path / "c.toml", 'version = 2\n[plugins."io.containerd.metadata.v1.bolt"]\ncontent_sharing_policy = 3\n')
+    path = write(
+        tmp_path / "c.toml",
+        'version = 2\n[plugins."io.containerd.metadata.v1.bolt"]\ncontent_sharing_policy = 3\n',
+    )
     loaded = loader.load(path)
-    with pytest.raises(ConfigError, match=r'plugins\."io\.containerd\.metadata\.v1\.bolt"\.content_sharing_policy'):
+    with pytest.raises(
+        ConfigError, match=r'plugins\."io\.containerd\.metadata\.v1\.bolt"\.content_sharing_policy'
+    ):
         decode_plugin_configs(loaded.config, builtin_registrations(), [])
 
 
 def test_unknown_keys_warn(tmp_path: Path) -> None:
-    path = write(tmp_path / "c.toml", 'version = 2\nbogus = 1\n[grpc]\nnope = "x"\n[plugins."io.example.v1.x"]\na = 1\n')
+    path = write(
+        tmp_path / "c.toml",
+        'version = 2\nbogus = 1\n[grpc]\nnope = "x"\n[plugins."io.example.v1.x"]\na = 1\n',
+    )
     loaded = loader.load(path)
     warnings: list[str] = list(loaded.warnings)
     decode_plugin_configs(loaded.config, builtin_registrations(), warnings)
     text = "\n".join(warnings)
-    assert "bogus" in text and "grpc.nope" in text and "io.example.v1.x" in text
+    assert "bogus" in text
+    assert "grpc.nope" in text
+    assert "io.example.v1.x" in text
 
 
 @pytest.mark.parametrize("version", ["version = 1", ""])
@@ -83,17 +97,19 @@ def test_invalid_toml_and_missing_file(tmp_path: Path) -> None:
 def test_imports_merge_in_order(tmp_path: Path) -> None:
     (tmp_path / "conf.d").mkdir()
     write(tmp_path / "conf.d" / "10-a.toml", 'version = 2\nstate = "/from-a"\ndisabled_plugins = ["x.y.a"]\n')
-    write(tmp_path / "conf.d" / "20-b.toml", 'version = 2\n[grpc]\nuid = 7\n')
+    write(tmp_path / "conf.d" / "20-b.toml", "version = 2\n[grpc]\nuid = 7\n")
     main = write(
         tmp_path / "c.toml",
-        'version = 2\nimports = ["conf.d/*.toml"]\nroot = "/r"\nstate = "/s"\ndisabled_plugins = ["x.y.main"]\n'
+        'version = 2\nimports = ["conf.d/*.toml"]\nroot = "/r"\nstate = "/s"\n'
+        'disabled_plugins = ["x.y.main"]\n'
         '[grpc]\naddress = "/a"\n',
     )
     loaded = loader.load(main)
     cfg = loaded.config
     assert cfg.root == "/r"
     assert cfg.state == "/from-a"
-    assert cfg.grpc.address == "/a" and cfg.grpc.uid == 7
+    assert cfg.grpc.address == "/a"
+    assert cfg.grpc.uid == 7
     assert cfg.disabled_plugins == ["x.y.main", "x.y.a"]
     assert [p.name for p in loaded.files] == ["c.toml", "10-a.toml", "20-b.toml"]
 
@@ -116,4 +132,5 @@ def test_default_render_round_trips(tmp_path: Path) -> None:
     warnings: list[str] = []
     decoded = decode_plugin_configs(Config(plugins=plugins), builtin_registrations(), warnings)
     assert decoded == decode_plugin_configs(Config(), builtin_registrations(), [])
-    assert not reloaded.warnings and not warnings
+    assert not reloaded.warnings
+    assert not warnings

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import sqlite3
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -9,6 +9,9 @@ from pycontainerd.errdefs import AlreadyExists, FailedPrecondition, InvalidArgum
 from pycontainerd.metadata.db import DB
 from pycontainerd.metadata.namespaces import Namespace, NamespaceStore
 from pycontainerd.metadata.schema import SCHEMA_VERSION
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 @pytest.fixture
@@ -80,7 +83,9 @@ def test_delete_refuses_non_empty(tmp_path: Path) -> None:
     assert store.get("a").name == "a"
 
 
-def test_failed_transaction_publishes_nothing(store: NamespaceStore, events: list[tuple[str, Namespace]]) -> None:
+def test_failed_transaction_publishes_nothing(
+    store: NamespaceStore, events: list[tuple[str, Namespace]]
+) -> None:
     store.create("a")
     events.clear()
     with pytest.raises(InvalidArgument):

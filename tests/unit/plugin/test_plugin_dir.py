@@ -1,10 +1,13 @@
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from pycontainerd.plugin.builtins import PluginLoadError, load_plugin_dir
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def test_loads_registrations_in_name_order(tmp_path: Path) -> None:

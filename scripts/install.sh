@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Install everything pycontainerd needs on a Debian 12 machine (run as root); idempotent.
+#   - Debian packages: the real containerd (ctr, containerd-shim-runc-v2, the referee daemon),
+#     its 1.6 .proto files, runc and busybox-static (test images).
+#   - A virtualenv in .venv with pycontainerd installed editable, plus its dev tools.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+  containerd                               # real ctr + containerd-shim-runc-v2 + the referee daemon
+  golang-github-containerd-containerd-dev  # containerd 1.6 .proto files for the wire test
+  runc                                     # the OCI runtime
+  busybox-static                           # test images are built from it
+  python3-venv
+  iproute2 procps util-linux
+)
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  echo "==> apt-get install ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PYTHON=${PYTHON:-python3}
+if [[ ! -x .venv/bin/python ]]; then
+  echo "==> creating .venv"
+  "$PYTHON" -m venv .venv
+fi
+stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
+if [[ ! -e "$stamp" ]]; then
+  echo "==> pip install -e .[dev]"
+  .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+  rm -f .venv/.installed-*
+  touch "$stamp"
+fi
+# Put the commands on PATH for interactive use.
+for cmd in pycontainerd pyctr; do
+  ln -sf "$PWD/.venv/bin/$cmd" "/usr/local/bin/$cmd"
+done
+echo "==> installed: $(.venv/bin/pycontainerd --version)"
