@@ -76,6 +76,14 @@ class Exchange:
         self.forward(envelope)
         return envelope
 
+    def publish_raw(self, namespace: str, topic: str, type_url_: str, value: bytes) -> Envelope:
+        """Publish an already-serialized event (the Publish RPC)."""
+        identifiers.validate(namespace)
+        validate_topic(topic)
+        envelope = Envelope(time.time_ns(), namespace, topic, type_url_, value)
+        self.forward(envelope)
+        return envelope
+
     def forward(self, envelope: Envelope) -> None:
         """Deliver an envelope that already carries its timestamp (e.g. from a shim)."""
         for sub in list(self._subscribers):

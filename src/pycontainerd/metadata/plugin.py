@@ -6,16 +6,21 @@ working, although the store is SQLite.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from pycontainerd.api.containerd.events import namespace_pb2 as ns_events
+from pycontainerd.errdefs import NotFound
+from pycontainerd.metadata.content import Backend, ContentStore
 from pycontainerd.metadata.db import DB
+from pycontainerd.metadata.leases import LeaseStore
 from pycontainerd.metadata.namespaces import Namespace, NamespaceStore
 from pycontainerd.plugin import types
 from pycontainerd.plugin.registration import InitContext, Registration
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from pycontainerd.events.exchange import Exchange
 
 DB_FILE = "meta.db"
@@ -32,11 +37,23 @@ class MetadataConfig:
 
 @dataclass(slots=True)
 class Metadata:
-    """What the metadata plugin provides to the plugins after it."""
+    """What the metadata plugin provides to the plugins after it.
+
+    ``dirty_listeners`` are called after every committed change that may leave garbage
+    (a deleted blob, a dropped lease...); the GC scheduler registers itself there.
+    """
 
     db: DB
     namespaces: NamespaceStore
+    leases: LeaseStore
     config: MetadataConfig
+    content: ContentStore | None = None
+    dirty_listeners: list[Callable[[], None]] = field(default_factory=list)
+
+    def mark_dirty(self) -> None:
+        """Tell the listeners that garbage may have appeared."""
+        for listener in list(self.dirty_listeners):
+            listener()
 
 
 def _namespace_events(exchange: Exchange) -> object:
@@ -64,10 +81,24 @@ def _init(ctx: InitContext) -> Metadata:
     ctx.root.mkdir(parents=True, exist_ok=True, mode=0o700)
     db = DB(ctx.root / DB_FILE)
     ctx.on_close.append(db.close)
-    exchange = ctx.plugins.first(types.EVENT)
+    exchange: Exchange = ctx.plugins.first(types.EVENT)
     store = NamespaceStore(db, on_event=_namespace_events(exchange))  # type: ignore[arg-type]
     ctx.exports["path"] = str(ctx.root / DB_FILE)
-    return Metadata(db=db, namespaces=store, config=config)
+    metadata = Metadata(db=db, namespaces=store, leases=LeaseStore(db), config=config)
+    metadata.leases = LeaseStore(db, on_dirty=metadata.mark_dirty)
+    try:
+        backend: Backend = ctx.plugins.first(types.CONTENT)
+    except NotFound:
+        backend = None  # type: ignore[assignment]
+    if backend is not None:
+        metadata.content = ContentStore(
+            db,
+            backend,
+            shared=config.content_sharing_policy == "shared",
+            publish=exchange.publish,
+            on_dirty=metadata.mark_dirty,
+        )
+    return metadata
 
 
 REGISTRATION = Registration(

@@ -13,10 +13,12 @@ import logging
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
+
 from pycontainerd.events import plugin as events_plugin
+from pycontainerd.gc import plugin as gc_plugin
 from pycontainerd.metadata import plugin as metadata_plugin
 from pycontainerd.plugin.registration import Registration
-from pycontainerd.services import health, introspection, namespaces, version
+from pycontainerd.services import content, events, gc, health, introspection, leases, namespaces, version
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -31,8 +33,13 @@ def builtin_registrations() -> list[Registration]:
     return [
         events_plugin.REGISTRATION,
         metadata_plugin.REGISTRATION,
+        gc_plugin.REGISTRATION,
         version.REGISTRATION,
         namespaces.REGISTRATION,
+        content.REGISTRATION,
+        leases.REGISTRATION,
+        events.REGISTRATION,
+        gc.REGISTRATION,
         introspection.REGISTRATION,
         health.REGISTRATION,
     ]

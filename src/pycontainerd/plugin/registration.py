@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import builtins
+import builtins  # noqa: TC003 - dataclass field annotation
 import inspect
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field

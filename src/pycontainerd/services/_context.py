@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pycontainerd.namespaces import RequestContext, from_metadata
 

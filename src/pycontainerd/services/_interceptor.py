@@ -50,7 +50,7 @@ def _wrap(method: str, behavior: Any, streaming_response: bool) -> Any:
     return unary_wrapper
 
 
-class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+class ErrorInterceptor(grpc.aio.ServerInterceptor):
     """Map :mod:`pycontainerd.errdefs` errors (and any other exception) to status codes."""
 
     async def intercept_service(

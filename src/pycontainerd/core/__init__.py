@@ -1,0 +1,1 @@
+"""Value types and interfaces shared by implementations; no I/O, no gRPC."""
