@@ -21,9 +21,7 @@ def validate(identifier: str) -> str:
     if not identifier:
         raise InvalidArgument("identifier must not be empty")
     if len(identifier) > MAX_LENGTH:
-        raise InvalidArgument(
-            f'identifier "{identifier}" greater than maximum length ({MAX_LENGTH} characters)'
-        )
+        raise InvalidArgument(f'identifier "{identifier}" greater than maximum length ({MAX_LENGTH} characters)')
     if not _IDENTIFIER.fullmatch(identifier):
         raise InvalidArgument(f'identifier "{identifier}" must match {_PATTERN_TEXT}')
     return identifier

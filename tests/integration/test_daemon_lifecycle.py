@@ -35,8 +35,7 @@ def run_daemon_expecting_failure(config_text: str, base: Path) -> subprocess.Com
 def test_broken_config_names_the_key() -> None:
     with private_dir() as base:
         result = run_daemon_expecting_failure(
-            f'version = 2\nroot = "{base}/r"\n[grpc]\naddress = "{base}/s.sock"\n'
-            'max_recv_message_size = "lots"\n',
+            f'version = 2\nroot = "{base}/r"\n[grpc]\naddress = "{base}/s.sock"\nmax_recv_message_size = "lots"\n',
             base,
         )
         assert result.returncode == 1
@@ -68,9 +67,7 @@ def test_required_plugin_failure_is_fatal_other_failures_are_not() -> None:
     bad = 'version = 2\n[plugins."io.containerd.metadata.v1.bolt"]\ncontent_sharing_policy = "bogus"\n'
     with private_dir() as base:
         config = base / "config.toml"
-        write_config(
-            config, base, '[plugins."io.containerd.metadata.v1.bolt"]\ncontent_sharing_policy = "bogus"\n'
-        )
+        write_config(config, base, '[plugins."io.containerd.metadata.v1.bolt"]\ncontent_sharing_policy = "bogus"\n')
         d = DaemonProcess(base=base, config_path=config)
         try:
             d.start()  # not required: the daemon runs, the plugin shows as error
@@ -115,9 +112,7 @@ def test_two_daemons_do_not_interfere() -> None:
 def test_second_daemon_on_same_socket_is_refused(daemon: DaemonProcess) -> None:
     with private_dir() as base:
         config = base / "config.toml"
-        config.write_text(
-            f'version = 2\nroot = "{base}/r"\nstate = "{base}/s"\n[grpc]\naddress = "{daemon.address}"\n'
-        )
+        config.write_text(f'version = 2\nroot = "{base}/r"\nstate = "{base}/s"\n[grpc]\naddress = "{daemon.address}"\n')
         result = subprocess.run(
             [sys.executable, "-m", "pycontainerd", "-c", str(config)],
             capture_output=True,

@@ -117,8 +117,7 @@ class DaemonProcess:
         )
         if check and result.returncode != 0:
             raise AssertionError(
-                f"{' '.join(cmd)} exited {result.returncode}\n"
-                f"stdout: {result.stdout}\nstderr: {result.stderr}"
+                f"{' '.join(cmd)} exited {result.returncode}\nstdout: {result.stdout}\nstderr: {result.stderr}"
             )
         return result
 
@@ -170,9 +169,7 @@ def private_dir(prefix: str = "pcd-") -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def running_daemon(
-    extra_config: str = "", args: Sequence[str] = (), top_level: str = ""
-) -> Iterator[DaemonProcess]:
+def running_daemon(extra_config: str = "", args: Sequence[str] = (), top_level: str = "") -> Iterator[DaemonProcess]:
     """A started daemon with private paths, always stopped and cleaned up."""
     with private_dir() as base:
         config = base / "config.toml"

@@ -28,9 +28,7 @@ def googleapis_include() -> Path:
     return Path(status.__file__).parents[2]
 
 
-def compile_set(
-    files: Sequence[str], includes: Sequence[Path], out: Path
-) -> descriptor_pb2.FileDescriptorSet:
+def compile_set(files: Sequence[str], includes: Sequence[Path], out: Path) -> descriptor_pb2.FileDescriptorSet:
     """Compile ``files`` (relative to the first include) into one FileDescriptorSet."""
     args = [sys.executable, "-m", "grpc_tools.protoc", *(f"-I{i}" for i in includes)]
     args += [f"--descriptor_set_out={out}", "--include_imports", *files]

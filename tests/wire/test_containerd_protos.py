@@ -65,9 +65,7 @@ def field_key(field: descriptor_pb2.FieldDescriptorProto) -> FieldKey:
 
 
 def containerd_messages(fds: descriptor_pb2.FileDescriptorSet) -> dict[str, descriptor_pb2.DescriptorProto]:
-    return {
-        name: msg for name, msg in messages(fds).items() if not name.startswith((".google.", ".gogoproto."))
-    }
+    return {name: msg for name, msg in messages(fds).items() if not name.startswith((".google.", ".gogoproto."))}
 
 
 def test_every_debian_message_exists_with_identical_fields(
@@ -92,9 +90,7 @@ def test_every_debian_message_exists_with_identical_fields(
                 problems.append(
                     f"{name}.{field.name} = {field.number}: ours {field_key(other)} theirs {field_key(field)}"
                 )
-        theirs_oneofs = {
-            f.number: msg.oneof_decl[f.oneof_index].name for f in msg.field if f.HasField("oneof_index")
-        }
+        theirs_oneofs = {f.number: msg.oneof_decl[f.oneof_index].name for f in msg.field if f.HasField("oneof_index")}
         mine_oneofs = {
             f.number: target.oneof_decl[f.oneof_index].name for f in target.field if f.HasField("oneof_index")
         }

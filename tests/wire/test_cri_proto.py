@@ -508,9 +508,7 @@ def test_file_header(cri_file: descriptor_pb2.FileDescriptorProto) -> None:
 def test_services_and_rpcs(cri_file: descriptor_pb2.FileDescriptorProto) -> None:
     assert [s.name for s in cri_file.service] == list(RPCS)
     for service in cri_file.service:
-        got = [
-            (m.name, _local(m.input_type), _local(m.output_type), m.server_streaming) for m in service.method
-        ]
+        got = [(m.name, _local(m.input_type), _local(m.output_type), m.server_streaming) for m in service.method]
         assert got == RPCS[service.name], service.name
         assert not any(m.client_streaming for m in service.method), service.name
 

@@ -15,14 +15,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     """Register ``gc`` and its subcommands."""
     gc = sub.add_parser("gc", help="inspect and run garbage collection")
     gc_sub = gc.add_subparsers(dest="gc_command", metavar="SUBCOMMAND", required=True)
-    gc_sub.add_parser(
-        "plan", help="list what a collection would delete and the bytes it frees (deletes nothing)"
-    )
+    gc_sub.add_parser("plan", help="list what a collection would delete and the bytes it frees (deletes nothing)")
     why = gc_sub.add_parser("why", help="show the chain of references (or the lease) that keeps an object")
     why.add_argument("id", help="a digest (or another object's ID with --kind)")
-    why.add_argument(
-        "--kind", default="content", help="content (default), ingest, lease, snapshot/<snapshotter>..."
-    )
+    why.add_argument("--kind", default="content", help="content (default), ingest, lease, snapshot/<snapshotter>...")
     gc_sub.add_parser("collect", help="collect now and list what was deleted")
     gc.set_defaults(run=run)
 
@@ -43,17 +39,11 @@ def run(args: argparse.Namespace) -> int:
     with channel(args.address) as ch:
         stub = gc_pb2_grpc.GCStub(ch)
         if args.gc_command == "plan":
-            _print_removals(
-                stub.Plan(gc_pb2.PlanRequest(), metadata=metadata(args), timeout=TIMEOUT), "would go"
-            )
+            _print_removals(stub.Plan(gc_pb2.PlanRequest(), metadata=metadata(args), timeout=TIMEOUT), "would go")
         elif args.gc_command == "collect":
-            _print_removals(
-                stub.Collect(gc_pb2.CollectRequest(), metadata=metadata(args), timeout=TIMEOUT), "deleted"
-            )
+            _print_removals(stub.Collect(gc_pb2.CollectRequest(), metadata=metadata(args), timeout=TIMEOUT), "deleted")
         else:
-            reply = stub.Why(
-                gc_pb2.WhyRequest(kind=args.kind, id=args.id), metadata=metadata(args), timeout=TIMEOUT
-            )
+            reply = stub.Why(gc_pb2.WhyRequest(kind=args.kind, id=args.id), metadata=metadata(args), timeout=TIMEOUT)
             if not reply.reachable:
                 print(f"{args.kind} {args.id} is not kept by anything: the next collection removes it")
                 return 1

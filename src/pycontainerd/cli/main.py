@@ -24,9 +24,7 @@ from pycontainerd.namespaces import default_namespace
 def _version(args: argparse.Namespace) -> int:
     print(f"Client:\n  Version:  {version.VERSION}\n")
     with channel(args.address) as ch:
-        reply = version_pb2_grpc.VersionStub(ch).Version(
-            empty_pb2.Empty(), metadata=metadata(args), timeout=TIMEOUT
-        )
+        reply = version_pb2_grpc.VersionStub(ch).Version(empty_pb2.Empty(), metadata=metadata(args), timeout=TIMEOUT)
     print(f"Server:\n  Version:  {reply.version}\n  Revision: {reply.revision}")
     return 0
 
@@ -49,9 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pyctr",
         description="Talk to pycontainerd (or containerd, for containerd's own APIs) over its socket.",
     )
-    parser.add_argument(
-        "-a", "--address", default=DEFAULT_ADDRESS, help=f"daemon socket (default {DEFAULT_ADDRESS})"
-    )
+    parser.add_argument("-a", "--address", default=DEFAULT_ADDRESS, help=f"daemon socket (default {DEFAULT_ADDRESS})")
     parser.add_argument(
         "-n",
         "--namespace",

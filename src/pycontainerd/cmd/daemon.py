@@ -59,9 +59,7 @@ def _add_global_flags(parser: argparse.ArgumentParser, *, suppress: bool) -> Non
         default=default,
         help=f"path to the configuration file (default {DEFAULT_CONFIG_PATH} if it exists)",
     )
-    parser.add_argument(
-        "-a", "--address", default=default, help="address of the gRPC socket ([grpc] address)"
-    )
+    parser.add_argument("-a", "--address", default=default, help="address of the gRPC socket ([grpc] address)")
     parser.add_argument("--root", default=default, help="directory for persistent data (root)")
     parser.add_argument("--state", default=default, help="directory for runtime state (state)")
     parser.add_argument(
@@ -70,9 +68,7 @@ def _add_global_flags(parser: argparse.ArgumentParser, *, suppress: bool) -> Non
         default=default,
         help="log level: trace, debug, info, warn, error, fatal, panic ([debug] level)",
     )
-    parser.add_argument(
-        "--log-format", default=default, choices=["text", "json"], help="log format ([debug] format)"
-    )
+    parser.add_argument("--log-format", default=default, choices=["text", "json"], help="log format ([debug] format)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,9 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     cfg_sub = cfg.add_subparsers(dest="config_command", metavar="SUBCOMMAND", required=True)
     default = cfg_sub.add_parser("default", help="print a complete default config.toml (version 2)")
     _add_global_flags(default, suppress=True)
-    dump = cfg_sub.add_parser(
-        "dump", help="print the effective configuration: file, imports and flags merged"
-    )
+    dump = cfg_sub.add_parser("dump", help="print the effective configuration: file, imports and flags merged")
     _add_global_flags(dump, suppress=True)
     return parser
 

@@ -96,9 +96,7 @@ def to_table(obj: Any) -> Any:
     """A dataclass (or nested value) as plain TOML-ready data, dropping None values."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {
-            f.name: to_table(getattr(obj, f.name))
-            for f in dataclasses.fields(obj)
-            if getattr(obj, f.name) is not None
+            f.name: to_table(getattr(obj, f.name)) for f in dataclasses.fields(obj) if getattr(obj, f.name) is not None
         }
     if isinstance(obj, dict):
         return {k: to_table(v) for k, v in obj.items() if v is not None}

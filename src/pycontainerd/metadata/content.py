@@ -165,12 +165,8 @@ class ContentStore:
             labelspec.validate_all(current)
             updated = now_ns()
             labels.replace(tx, ns, KIND, digest, current)
-            tx.execute(
-                "UPDATE content SET updated_at=? WHERE namespace=? AND digest=?", (updated, ns, digest)
-            )
-            if self._on_dirty is not None and any(
-                k.startswith("containerd.io/gc.") for k in {*current, *info.labels}
-            ):
+            tx.execute("UPDATE content SET updated_at=? WHERE namespace=? AND digest=?", (updated, ns, digest))
+            if self._on_dirty is not None and any(k.startswith("containerd.io/gc.") for k in {*current, *info.labels}):
                 tx.after_commit(self._on_dirty)
         return Info(digest, info.size, info.created_at, updated, current)
 
@@ -199,9 +195,7 @@ class ContentStore:
 
     # -- ingests -------------------------------------------------------------------------
 
-    def writer(
-        self, ctx: RequestContext, ref: str, *, total: int = 0, expected: str = ""
-    ) -> NamespacedWriter:
+    def writer(self, ctx: RequestContext, ref: str, *, total: int = 0, expected: str = "") -> NamespacedWriter:
         """Open (or resume) the ingest ``ref``; AlreadyExists if ``expected`` is already held."""
         ns = namespace_required(ctx)
         if not ref:
@@ -225,17 +219,14 @@ class ContentStore:
                         if total in (0, backend_info.size):
                             shared_size = backend_info.size
                 tx.execute(
-                    "INSERT OR IGNORE INTO ingests (namespace, ref, expected, lease, created_at)"
-                    " VALUES (?,?,?,?,?)",
+                    "INSERT OR IGNORE INTO ingests (namespace, ref, expected, lease, created_at) VALUES (?,?,?,?,?)",
                     (ns, ref, expected, ctx.lease, now_ns()),
                 )
                 leases.attach(tx, ctx, ns, leases.RESOURCE_INGESTS, ref)
         if exists:
             raise AlreadyExists(f"content {expected}")
         inner = None if shared_size >= 0 else self.backend.writer(backend_ref(ns, ref), total=total)
-        return NamespacedWriter(
-            self, ctx, ns, ref, inner, expected=expected, shared_size=shared_size, total=total
-        )
+        return NamespacedWriter(self, ctx, ns, ref, inner, expected=expected, shared_size=shared_size, total=total)
 
     def _commit_record(
         self, ctx: RequestContext, ns: str, ref: str, digest: str, size: int, commit_labels: Mapping[str, str]
@@ -347,9 +338,7 @@ class NamespacedWriter:
         """Progress of this ingest."""
         if self._inner is not None:
             st = self._inner.status()
-            return Status(
-                self.ref, st.offset, self.total or st.total, self._expected, st.started_at, st.updated_at
-            )
+            return Status(self.ref, st.offset, self.total or st.total, self._expected, st.started_at, st.updated_at)
         return Status(self.ref, self._shared_offset, self.total, self._expected, self._started, now_ns())
 
     def _unshare(self) -> BackendWriter:

@@ -63,8 +63,7 @@ class DB:
         version = int(self._conn.execute("PRAGMA user_version").fetchone()[0])
         if version > SCHEMA_VERSION:
             raise FailedPrecondition(
-                f"metadata schema version {version} in {self.path} is newer than "
-                f"this pycontainerd ({SCHEMA_VERSION})"
+                f"metadata schema version {version} in {self.path} is newer than this pycontainerd ({SCHEMA_VERSION})"
             )
         while version < SCHEMA_VERSION:
             self._conn.execute("BEGIN IMMEDIATE")

@@ -157,9 +157,7 @@ class _Graph:
                         kind, kind.replace("snapshots/", "snapshot/")
                     )
                     self.mark((target_kind, ns, res), node, f"held by lease {lease_id}", follow=not flat)
-            for name, digest in tx.execute(
-                "SELECT name, digest FROM images WHERE namespace=?", (ns,)
-            ).fetchall():
+            for name, digest in tx.execute("SELECT name, digest FROM images WHERE namespace=?", (ns,)).fetchall():
                 node = ("image", ns, name)
                 self.mark(node, None, "image (a root)")
                 self.mark(("content", ns, digest), node, f"target of image {name}")
@@ -189,9 +187,7 @@ class _Graph:
         if labelspec.GC_ROOT in obj_labels:
             self.mark(node, None, f"label {labelspec.GC_ROOT}")
         elif self._expired(obj_labels) is False:
-            self.mark(
-                node, None, f"label {labelspec.GC_EXPIRE}={obj_labels[labelspec.GC_EXPIRE]} not yet passed"
-            )
+            self.mark(node, None, f"label {labelspec.GC_EXPIRE}={obj_labels[labelspec.GC_EXPIRE]} not yet passed")
 
     def walk(self) -> None:
         tx = self.tx
@@ -258,9 +254,7 @@ def plan(db: DB, backend: BlobBackend | None, now: int | None = None) -> tuple[S
         if backend is not None:
             # Blobs whose last holder is swept become orphans too.
             swept = {(ns, digest) for ns, digest, _ in sweep.content}
-            held = {
-                d for ns, d in tx.execute("SELECT namespace, digest FROM content") if (ns, d) not in swept
-            }
+            held = {d for ns, d in tx.execute("SELECT namespace, digest FROM content") if (ns, d) not in swept}
             sweep.blobs = [(d, size) for d, size in backend.walk() if d not in held]
     sweep.duration_s = time.monotonic() - started
     return sweep, marks
@@ -294,15 +288,11 @@ def collect(
         if remove_snapshot is None:
             sweep.snapshots = []  # no snapshotter wired in: leave snapshot records alone
         for ns, snapshotter, key in sweep.snapshots:
-            tx.execute(
-                "DELETE FROM snapshots WHERE namespace=? AND snapshotter=? AND key=?", (ns, snapshotter, key)
-            )
+            tx.execute("DELETE FROM snapshots WHERE namespace=? AND snapshotter=? AND key=?", (ns, snapshotter, key))
             labels.delete(tx, ns, f"snapshot/{snapshotter}", key)
         if backend is not None:
             sweep.blobs = _orphan_blobs(tx, backend)
-            live_ingests = {
-                f"{ns}/{ref}" for ns, ref in tx.execute("SELECT namespace, ref FROM ingests").fetchall()
-            }
+            live_ingests = {f"{ns}/{ref}" for ns, ref in tx.execute("SELECT namespace, ref FROM ingests").fetchall()}
         else:
             live_ingests = set()
     if backend is not None:

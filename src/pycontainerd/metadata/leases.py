@@ -51,9 +51,7 @@ def validate_resource(resource: Resource) -> None:
         if not resource.id:
             raise InvalidArgument("resource id must not be empty")
         return
-    if resource.type.startswith(RESOURCE_SNAPSHOTS_PREFIX) and len(resource.type) > len(
-        RESOURCE_SNAPSHOTS_PREFIX
-    ):
+    if resource.type.startswith(RESOURCE_SNAPSHOTS_PREFIX) and len(resource.type) > len(RESOURCE_SNAPSHOTS_PREFIX):
         if not resource.id:
             raise InvalidArgument("resource id must not be empty")
         return
@@ -109,9 +107,7 @@ class LeaseStore:
         self._db = db
         self._on_dirty = on_dirty
 
-    def create(
-        self, ctx: RequestContext, lease_id: str, lease_labels: Mapping[str, str] | None = None
-    ) -> Lease:
+    def create(self, ctx: RequestContext, lease_id: str, lease_labels: Mapping[str, str] | None = None) -> Lease:
         """Create a lease; AlreadyExists if the ID is taken in this namespace."""
         ns = namespace_required(ctx)
         identifiers.validate(lease_id)
@@ -121,9 +117,7 @@ class LeaseStore:
             if lease_exists(tx, ns, lease_id):
                 raise AlreadyExists(f'lease "{lease_id}"')
             created = now_ns()
-            tx.execute(
-                "INSERT INTO leases (namespace, id, created_at) VALUES (?, ?, ?)", (ns, lease_id, created)
-            )
+            tx.execute("INSERT INTO leases (namespace, id, created_at) VALUES (?, ?, ?)", (ns, lease_id, created))
             labels.replace(tx, ns, KIND, lease_id, values)
         return Lease(lease_id, created, values)
 
@@ -144,9 +138,7 @@ class LeaseStore:
         ns = namespace_required(ctx)
         parsed = filters.parse_all(filter_texts)
         with self._db.read() as tx:
-            rows = tx.execute(
-                "SELECT id, created_at FROM leases WHERE namespace=? ORDER BY id", (ns,)
-            ).fetchall()
+            rows = tx.execute("SELECT id, created_at FROM leases WHERE namespace=? ORDER BY id", (ns,)).fetchall()
             all_labels = labels.get_many(tx, ns, KIND)
         leases = [Lease(lid, created, all_labels.get(lid, {})) for lid, created in rows]
         return [lease for lease in leases if filters.match_any(parsed, _adaptor(lease))]
@@ -184,8 +176,7 @@ class LeaseStore:
             if not lease_exists(tx, ns, lease_id):
                 raise NotFound(f'lease "{lease_id}"')
             rows = tx.execute(
-                "SELECT resource, kind FROM lease_resources WHERE namespace=? AND lease=?"
-                " ORDER BY kind, resource",
+                "SELECT resource, kind FROM lease_resources WHERE namespace=? AND lease=? ORDER BY kind, resource",
                 (ns, lease_id),
             ).fetchall()
         return [Resource(rid, kind) for rid, kind in rows]

@@ -30,9 +30,7 @@ NamespaceEvent = Callable[[str, Namespace], None]
 def ensure(tx: Tx, name: str) -> None:
     """Create namespace ``name`` if it does not exist yet (first object stored in it)."""
     ts = now_ns()
-    tx.execute(
-        "INSERT OR IGNORE INTO namespaces (name, created_at, updated_at) VALUES (?, ?, ?)", (name, ts, ts)
-    )
+    tx.execute("INSERT OR IGNORE INTO namespaces (name, created_at, updated_at) VALUES (?, ?, ?)", (name, ts, ts))
 
 
 class NamespaceStore:
@@ -123,9 +121,7 @@ class NamespaceStore:
                 )
             ]
             if holding:
-                raise FailedPrecondition(
-                    f'namespace "{name}" must be empty, but it still has {", ".join(holding)}'
-                )
+                raise FailedPrecondition(f'namespace "{name}" must be empty, but it still has {", ".join(holding)}')
             # Like deleting containerd's namespace bucket: whatever else it held goes with it.
             for table in NAMESPACED_TABLES:
                 tx.execute(f"DELETE FROM {table} WHERE namespace=?", (name,))

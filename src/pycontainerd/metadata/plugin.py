@@ -11,8 +11,10 @@ from typing import TYPE_CHECKING
 
 from pycontainerd.api.containerd.events import namespace_pb2 as ns_events
 from pycontainerd.errdefs import NotFound
+from pycontainerd.metadata.containers import ContainerStore
 from pycontainerd.metadata.content import Backend, ContentStore
 from pycontainerd.metadata.db import DB
+from pycontainerd.metadata.images import ImageStore
 from pycontainerd.metadata.leases import LeaseStore
 from pycontainerd.metadata.namespaces import Namespace, NamespaceStore
 from pycontainerd.plugin import types
@@ -47,6 +49,8 @@ class Metadata:
     namespaces: NamespaceStore
     leases: LeaseStore
     config: MetadataConfig
+    images: ImageStore
+    containers: ContainerStore
     content: ContentStore | None = None
     dirty_listeners: list[Callable[[], None]] = field(default_factory=list)
 
@@ -59,13 +63,9 @@ class Metadata:
 def _namespace_events(exchange: Exchange) -> object:
     def publish(action: str, ns: Namespace) -> None:
         if action == "create":
-            exchange.publish(
-                ns.name, "/namespaces/create", ns_events.NamespaceCreate(name=ns.name, labels=ns.labels)
-            )
+            exchange.publish(ns.name, "/namespaces/create", ns_events.NamespaceCreate(name=ns.name, labels=ns.labels))
         elif action == "update":
-            exchange.publish(
-                ns.name, "/namespaces/update", ns_events.NamespaceUpdate(name=ns.name, labels=ns.labels)
-            )
+            exchange.publish(ns.name, "/namespaces/update", ns_events.NamespaceUpdate(name=ns.name, labels=ns.labels))
         else:
             exchange.publish(ns.name, "/namespaces/delete", ns_events.NamespaceDelete(name=ns.name))
 
@@ -75,17 +75,24 @@ def _namespace_events(exchange: Exchange) -> object:
 def _init(ctx: InitContext) -> Metadata:
     config = ctx.config if isinstance(ctx.config, MetadataConfig) else MetadataConfig()
     if config.content_sharing_policy not in ("shared", "isolated"):
-        raise ValueError(
-            f"content_sharing_policy must be shared or isolated, not {config.content_sharing_policy!r}"
-        )
+        raise ValueError(f"content_sharing_policy must be shared or isolated, not {config.content_sharing_policy!r}")
     ctx.root.mkdir(parents=True, exist_ok=True, mode=0o700)
     db = DB(ctx.root / DB_FILE)
     ctx.on_close.append(db.close)
     exchange: Exchange = ctx.plugins.first(types.EVENT)
     store = NamespaceStore(db, on_event=_namespace_events(exchange))  # type: ignore[arg-type]
     ctx.exports["path"] = str(ctx.root / DB_FILE)
-    metadata = Metadata(db=db, namespaces=store, leases=LeaseStore(db), config=config)
+    metadata = Metadata(
+        db=db,
+        namespaces=store,
+        leases=LeaseStore(db),
+        config=config,
+        images=ImageStore(db),
+        containers=ContainerStore(db),
+    )
     metadata.leases = LeaseStore(db, on_dirty=metadata.mark_dirty)
+    metadata.images = ImageStore(db, publish=exchange.publish, on_dirty=metadata.mark_dirty)
+    metadata.containers = ContainerStore(db, publish=exchange.publish, on_dirty=metadata.mark_dirty)
     try:
         backend: Backend = ctx.plugins.first(types.CONTENT)
     except NotFound:

@@ -13,12 +13,22 @@ import logging
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
-
 from pycontainerd.events import plugin as events_plugin
 from pycontainerd.gc import plugin as gc_plugin
 from pycontainerd.metadata import plugin as metadata_plugin
 from pycontainerd.plugin.registration import Registration
-from pycontainerd.services import content, events, gc, health, introspection, leases, namespaces, version
+from pycontainerd.services import (
+    containers,
+    content,
+    events,
+    gc,
+    health,
+    images,
+    introspection,
+    leases,
+    namespaces,
+    version,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -37,6 +47,8 @@ def builtin_registrations() -> list[Registration]:
         version.REGISTRATION,
         namespaces.REGISTRATION,
         content.REGISTRATION,
+        images.REGISTRATION,
+        containers.REGISTRATION,
         leases.REGISTRATION,
         events.REGISTRATION,
         gc.REGISTRATION,

@@ -40,9 +40,7 @@ class StartupError(Exception):
     """The daemon cannot start; the message says why."""
 
 
-def decode_plugin_configs(
-    config: Config, registrations: Sequence[Registration], warnings: list[str]
-) -> dict[str, Any]:
+def decode_plugin_configs(config: Config, registrations: Sequence[Registration], warnings: list[str]) -> dict[str, Any]:
     """Decode every ``[plugins."<uri>"]`` table against its plugin's config class.
 
     Done before any plugin starts so that a bad value stops start-up at once, naming the key.

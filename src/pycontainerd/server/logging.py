@@ -75,9 +75,7 @@ class JSONFormatter(logging.Formatter):
             "msg": record.getMessage(),
             "module": record.name,
         }
-        data.update(
-            {k: v if isinstance(v, int | float | bool | str) else str(v) for k, v in _fields(record).items()}
-        )
+        data.update({k: v if isinstance(v, int | float | bool | str) else str(v) for k, v in _fields(record).items()})
         if record.exc_info:
             data["error"] = self.formatException(record.exc_info)
         return json.dumps(data)

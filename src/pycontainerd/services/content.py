@@ -70,9 +70,7 @@ class ContentService(pb_grpc.ContentServicer):
         info = self._store.update(ctx, parse_digest(request.info.digest), dict(request.info.labels), paths)
         return pb.UpdateResponse(info=info_to_pb(info))
 
-    async def List(
-        self, request: pb.ListContentRequest, context: Any
-    ) -> AsyncIterator[pb.ListContentResponse]:
+    async def List(self, request: pb.ListContentRequest, context: Any) -> AsyncIterator[pb.ListContentResponse]:
         ctx = request_context(context)
         infos = self._store.list(ctx, list(request.filters))
         for start in range(0, len(infos), LIST_BATCH):
@@ -83,9 +81,7 @@ class ContentService(pb_grpc.ContentServicer):
         self._store.delete(ctx, parse_digest(request.digest))
         return empty_pb2.Empty()
 
-    async def Read(
-        self, request: pb.ReadContentRequest, context: Any
-    ) -> AsyncIterator[pb.ReadContentResponse]:
+    async def Read(self, request: pb.ReadContentRequest, context: Any) -> AsyncIterator[pb.ReadContentResponse]:
         ctx = request_context(context)
         digest = parse_digest(request.digest)
         info = self._store.info(ctx, digest)

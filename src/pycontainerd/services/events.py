@@ -65,9 +65,7 @@ class EventsService(pb_grpc.EventsServicer):
         forward(self._exchange, request.envelope)
         return empty_pb2.Empty()
 
-    async def Subscribe(
-        self, request: pb.SubscribeRequest, context: Any
-    ) -> AsyncIterator[event_pb2.Envelope]:
+    async def Subscribe(self, request: pb.SubscribeRequest, context: Any) -> AsyncIterator[event_pb2.Envelope]:
         accept = compile_filters(list(request.filters))
         async for envelope in self._exchange.subscribe(accept):
             yield envelope_to_pb(envelope)

@@ -27,9 +27,7 @@ def sweep_to_pb(sweep: metadata_gc.Sweep) -> pb.PlanResponse:
     removals += [pb.Removal(kind="lease", namespace=ns, id=lid) for ns, lid in sweep.leases]
     removals += [pb.Removal(kind=f"snapshot/{sn}", namespace=ns, id=key) for ns, sn, key in sweep.snapshots]
     removals += [pb.Removal(kind="blob", id=d, size=s) for d, s in sweep.blobs]
-    return pb.PlanResponse(
-        removals=removals, bytes_freed=sweep.bytes_freed, duration_seconds=sweep.duration_s
-    )
+    return pb.PlanResponse(removals=removals, bytes_freed=sweep.bytes_freed, duration_seconds=sweep.duration_s)
 
 
 class GCService(pb_grpc.GCServicer):

@@ -37,9 +37,7 @@ class HealthService(health_pb2_grpc.HealthServicer):
         self._changed.set()
         self._changed = asyncio.Event()
 
-    async def Check(
-        self, request: health_pb2.HealthCheckRequest, context: Any
-    ) -> health_pb2.HealthCheckResponse:
+    async def Check(self, request: health_pb2.HealthCheckRequest, context: Any) -> health_pb2.HealthCheckResponse:
         if request.service:
             raise NotFound(f"unknown service {request.service}")
         return health_pb2.HealthCheckResponse(status=self._status)

@@ -54,9 +54,7 @@ class LeasesService(pb_grpc.LeasesServicer):
 
     async def List(self, request: pb.ListRequest, context: Any) -> pb.ListResponse:
         ctx = request_context(context)
-        return pb.ListResponse(
-            leases=[lease_to_pb(lease) for lease in self._store.list(ctx, list(request.filters))]
-        )
+        return pb.ListResponse(leases=[lease_to_pb(lease) for lease in self._store.list(ctx, list(request.filters))])
 
     async def AddResource(self, request: pb.AddResourceRequest, context: Any) -> empty_pb2.Empty:
         ctx = request_context(context)

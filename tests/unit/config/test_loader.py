@@ -57,9 +57,7 @@ def test_bad_plugin_value_names_the_full_key(tmp_path: Path) -> None:
         'version = 2\n[plugins."io.containerd.metadata.v1.bolt"]\ncontent_sharing_policy = 3\n',
     )
     loaded = loader.load(path)
-    with pytest.raises(
-        ConfigError, match=r'plugins\."io\.containerd\.metadata\.v1\.bolt"\.content_sharing_policy'
-    ):
+    with pytest.raises(ConfigError, match=r'plugins\."io\.containerd\.metadata\.v1\.bolt"\.content_sharing_policy'):
         decode_plugin_configs(loaded.config, builtin_registrations(), [])
 
 

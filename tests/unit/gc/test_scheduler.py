@@ -35,9 +35,7 @@ def test_startup_then_deletion_then_sync() -> None:
         return Sweep()
 
     async def scenario() -> None:
-        sched = Scheduler(
-            collect, SchedulerConfig(startup_delay="20ms", schedule_delay="0ms", pause_threshold=0.5)
-        )
+        sched = Scheduler(collect, SchedulerConfig(startup_delay="20ms", schedule_delay="0ms", pause_threshold=0.5))
         sched.start()
         await asyncio.sleep(0.1)
         assert len(calls) == 1, "startup collection"

@@ -38,9 +38,7 @@ def db(tmp_path: Path) -> DB:
     return d
 
 
-def add_content(
-    db: DB, digest: str, size: int = 10, labels: dict[str, str] | None = None, ns: str = NS
-) -> None:
+def add_content(db: DB, digest: str, size: int = 10, labels: dict[str, str] | None = None, ns: str = NS) -> None:
     with db.write() as tx:
         tx.execute("INSERT OR IGNORE INTO namespaces VALUES (?, 0, 0)", (ns,))
         tx.execute("INSERT INTO content VALUES (?, ?, ?, 0, 0)", (ns, digest, size))

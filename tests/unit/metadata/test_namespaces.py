@@ -83,9 +83,7 @@ def test_delete_refuses_non_empty(tmp_path: Path) -> None:
     assert store.get("a").name == "a"
 
 
-def test_failed_transaction_publishes_nothing(
-    store: NamespaceStore, events: list[tuple[str, Namespace]]
-) -> None:
+def test_failed_transaction_publishes_nothing(store: NamespaceStore, events: list[tuple[str, Namespace]]) -> None:
     store.create("a")
     events.clear()
     with pytest.raises(InvalidArgument):
