@@ -31,7 +31,8 @@ def _init(ctx: InitContext) -> Scheduler:
     metadata: Metadata = ctx.plugins.first(types.METADATA)
 
     def collect() -> metadata_gc.Sweep:
-        return metadata_gc.collect(metadata.db, blob_backend(metadata))
+        sweepers = {name: ss.sweep_backend for name, ss in metadata.snapshotters.items()}
+        return metadata_gc.collect(metadata.db, blob_backend(metadata), snapshotters=sweepers)
 
     scheduler = Scheduler(collect, config)
     metadata.dirty_listeners.append(scheduler.on_dirty)

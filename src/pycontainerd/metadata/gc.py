@@ -31,7 +31,7 @@ from pycontainerd.metadata import labels
 from pycontainerd.metadata.db import DB, Tx, now_ns
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Mapping
 
 INGEST_EXPIRY_NS = 24 * 3600 * 1_000_000_000
 
@@ -99,6 +99,7 @@ class Sweep:
     leases: list[tuple[str, str]] = field(default_factory=list)  # namespace, id
     snapshots: list[tuple[str, str, str]] = field(default_factory=list)  # namespace, snapshotter, key
     blobs: list[tuple[str, int]] = field(default_factory=list)  # digest, size (files on disk)
+    backend_snapshots: list[str] = field(default_factory=list)  # <snapshotter>/<backend key>
     duration_s: float = 0.0
 
     @property
@@ -265,7 +266,7 @@ def collect(
     backend: BlobBackend | None,
     *,
     now: int | None = None,
-    remove_snapshot: Callable[[str, str, str], None] | None = None,
+    snapshotters: Mapping[str, Callable[[], list[str]]] | None = None,
 ) -> Sweep:
     """Run one collection; returns what was removed.
 
@@ -285,8 +286,8 @@ def collect(
             labels.delete(tx, ns, "content", digest)
         for ns, ref in sweep.ingests:
             tx.execute("DELETE FROM ingests WHERE namespace=? AND ref=?", (ns, ref))
-        if remove_snapshot is None:
-            sweep.snapshots = []  # no snapshotter wired in: leave snapshot records alone
+        # Records of snapshotters that are not loaded stay: they may come back with the next start.
+        sweep.snapshots = [s for s in sweep.snapshots if snapshotters and s[1] in snapshotters]
         for ns, snapshotter, key in sweep.snapshots:
             tx.execute("DELETE FROM snapshots WHERE namespace=? AND snapshotter=? AND key=?", (ns, snapshotter, key))
             labels.delete(tx, ns, f"snapshot/{snapshotter}", key)
@@ -301,8 +302,7 @@ def collect(
         for bref in backend.ingests():
             if bref not in live_ingests:
                 backend.abort(bref)
-    if remove_snapshot is not None:
-        for ns, snapshotter, key in sweep.snapshots:
-            remove_snapshot(ns, snapshotter, key)
+    for name, sweep_backend in (snapshotters or {}).items():
+        sweep.backend_snapshots.extend(f"{name}/{key}" for key in sweep_backend())
     sweep.duration_s = time.monotonic() - started
     return sweep

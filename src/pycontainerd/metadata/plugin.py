@@ -17,6 +17,7 @@ from pycontainerd.metadata.db import DB
 from pycontainerd.metadata.images import ImageStore
 from pycontainerd.metadata.leases import LeaseStore
 from pycontainerd.metadata.namespaces import Namespace, NamespaceStore
+from pycontainerd.metadata.snapshots import NamespacedSnapshotter
 from pycontainerd.plugin import types
 from pycontainerd.plugin.registration import InitContext, Registration
 
@@ -52,6 +53,7 @@ class Metadata:
     images: ImageStore
     containers: ContainerStore
     content: ContentStore | None = None
+    snapshotters: dict[str, NamespacedSnapshotter] = field(default_factory=dict)
     dirty_listeners: list[Callable[[], None]] = field(default_factory=list)
 
     def mark_dirty(self) -> None:
@@ -104,6 +106,10 @@ def _init(ctx: InitContext) -> Metadata:
             shared=config.content_sharing_policy == "shared",
             publish=exchange.publish,
             on_dirty=metadata.mark_dirty,
+        )
+    for name, backend_snapshotter in ctx.plugins.get_all(types.SNAPSHOT).items():
+        metadata.snapshotters[name] = NamespacedSnapshotter(
+            name, db, backend_snapshotter, publish=exchange.publish, on_dirty=metadata.mark_dirty
         )
     return metadata
 

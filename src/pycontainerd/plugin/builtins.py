@@ -27,6 +27,7 @@ from pycontainerd.services import (
     introspection,
     leases,
     namespaces,
+    snapshots,
     version,
 )
 
@@ -49,6 +50,7 @@ def builtin_registrations() -> list[Registration]:
         content.REGISTRATION,
         images.REGISTRATION,
         containers.REGISTRATION,
+        snapshots.REGISTRATION,
         leases.REGISTRATION,
         events.REGISTRATION,
         gc.REGISTRATION,
