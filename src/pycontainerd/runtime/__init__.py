@@ -1,0 +1,1 @@
+"""Runtimes: how tasks (running containers) are created and driven."""

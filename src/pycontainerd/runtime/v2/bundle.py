@@ -1,0 +1,120 @@
+"""Task bundles on disk."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from pycontainerd import identifiers
+from pycontainerd.errdefs import AlreadyExists, InvalidArgument
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+CONFIG = "config.json"
+BOOTSTRAP = "bootstrap.json"
+ADDRESS = "address"
+SHIM_BINARY = "shim-binary-path"
+RUNTIME = "runtime"
+
+
+@dataclass(frozen=True, slots=True)
+class Bundle:
+    """One task's bundle directory."""
+
+    id: str
+    namespace: str
+    path: Path
+    work: Path
+
+    @property
+    def rootfs(self) -> Path:
+        """Where the shim mounts the root filesystem."""
+        return self.path / "rootfs"
+
+    @property
+    def log(self) -> Path:
+        """The FIFO the shim writes its logs to."""
+        return self.path / "log"
+
+    def write_bootstrap(self, address: str, protocol: str, version: int, binary: str, runtime: str) -> None:
+        """Record how to reach the shim again after a daemon restart (atomically)."""
+        data = {"version": version, "address": address, "protocol": protocol}
+        for name, text in (
+            (BOOTSTRAP, json.dumps(data)),
+            (ADDRESS, address),
+            (SHIM_BINARY, binary),
+            (RUNTIME, runtime),
+        ):
+            tmp = self.path / f".{name}.tmp"
+            tmp.write_text(text)
+            os.replace(tmp, self.path / name)
+
+    def read_bootstrap(self) -> tuple[str, str, int] | None:
+        """(address, protocol, version) of the shim, or None if it never started."""
+        try:
+            data = json.loads((self.path / BOOTSTRAP).read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        return str(data["address"]), str(data.get("protocol", "ttrpc")), int(data.get("version", 2))
+
+    def read(self, name: str) -> str:
+        """A small file of the bundle, or "" if absent."""
+        try:
+            return (self.path / name).read_text().strip()
+        except FileNotFoundError:
+            return ""
+
+    def delete(self) -> None:
+        """Remove the bundle and its work directory (the rootfs must be unmounted)."""
+        with contextlib.suppress(OSError):
+            os.rmdir(self.rootfs)
+        shutil.rmtree(self.path, ignore_errors=True)
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+def new_bundle(state_root: Path, root: Path, namespace: str, task_id: str, spec: bytes | None) -> Bundle:
+    """Create a bundle for a new task; AlreadyExists if one is there."""
+    try:
+        identifiers.validate(task_id)
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"invalid task id {task_id}: {exc.message}") from exc
+    path = state_root / namespace / task_id
+    work = root / namespace / task_id
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o711)
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError as exc:
+        raise AlreadyExists(f"bundle {path}") from exc
+    bundle = Bundle(task_id, namespace, path, work)
+    try:
+        bundle.rootfs.mkdir(mode=0o711)
+        work.parent.mkdir(parents=True, exist_ok=True, mode=0o711)
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(mode=0o711)
+        os.symlink(work, path / "work")
+        if spec is not None:
+            (path / CONFIG).write_bytes(spec)
+        os.mkfifo(bundle.log, 0o700)
+    except BaseException:
+        bundle.delete()
+        raise
+    return bundle
+
+
+def load_bundles(state_root: Path, root: Path) -> list[Bundle]:
+    """Every bundle left under ``state_root`` (after a daemon restart)."""
+    out: list[Bundle] = []
+    if not state_root.is_dir():
+        return out
+    for ns_dir in sorted(state_root.iterdir()):
+        if not ns_dir.is_dir():
+            continue
+        for task_dir in sorted(ns_dir.iterdir()):
+            if task_dir.is_dir():
+                out.append(Bundle(task_dir.name, ns_dir.name, task_dir, root / ns_dir.name / task_dir.name))
+    return out

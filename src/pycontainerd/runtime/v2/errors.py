@@ -1,0 +1,34 @@
+"""Errors from shims (ttrpc statuses) as errdefs kinds."""
+
+from __future__ import annotations
+
+from pycontainerd import errdefs
+
+# google.rpc.Code numbers, as ttrpc carries them.
+_BY_CODE: dict[int, type[errdefs.ContainerdError]] = {
+    1: errdefs.Canceled,
+    3: errdefs.InvalidArgument,
+    4: errdefs.DeadlineExceeded,
+    5: errdefs.NotFound,
+    6: errdefs.AlreadyExists,
+    7: errdefs.PermissionDenied,
+    9: errdefs.FailedPrecondition,
+    10: errdefs.Aborted,
+    11: errdefs.OutOfRange,
+    12: errdefs.NotImplemented,
+    13: errdefs.Internal,
+    14: errdefs.Unavailable,
+}
+
+
+def from_ttrpc(exc: BaseException) -> errdefs.ContainerdError:
+    """Map a ttrpc failure to an errdefs kind (Unavailable when the shim is gone)."""
+    if isinstance(exc, errdefs.ContainerdError):
+        return exc
+    code = getattr(exc, "code", None)
+    message = getattr(exc, "message", None) or str(exc)
+    if isinstance(code, int) and code in _BY_CODE:
+        return _BY_CODE[code](message)
+    if isinstance(exc, (ConnectionError, EOFError, OSError)):
+        return errdefs.Unavailable(f"ttrpc: closed: {message}")
+    return errdefs.Unknown(message)

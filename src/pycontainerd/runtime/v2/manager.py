@@ -1,0 +1,285 @@
+"""The task manager: one shim per task, found again after a daemon restart.
+
+It speaks the shim Task API's protobuf messages (they are the runtime v2 domain language);
+the gRPC Tasks service translates its own messages to and from them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from google.protobuf import empty_pb2, timestamp_pb2
+
+from pycontainerd.api.containerd.events import task_pb2 as task_events
+from pycontainerd.api.containerd.runtime.task.v2 import shim_pb2
+from pycontainerd.errdefs import AlreadyExists, FailedPrecondition, NotFound, Unavailable
+from pycontainerd.namespaces import RequestContext, namespace_required
+from pycontainerd.runtime.v2 import bundle as bundles
+from pycontainerd.runtime.v2.shim import Bootstrap, ShimClient, ShimLog, binary_for, delete_shim, start_shim
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from pathlib import Path
+
+    from google.protobuf.message import Message
+
+    from pycontainerd.api.containerd.types import mount_pb2
+    from pycontainerd.core.containers import Container
+
+log = logging.getLogger(__name__)
+DEAD_SHIM_EXIT_STATUS = 255
+SHUTDOWN_TIMEOUT = 10.0
+
+
+@dataclass(slots=True)
+class ShimTask:
+    """A task and the shim that runs it."""
+
+    bundle: bundles.Bundle
+    client: ShimClient
+    binary: str
+    runtime: str
+    shim_log: ShimLog | None = None
+    pid: int = 0
+    namespace: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.namespace = self.bundle.namespace
+
+    @property
+    def id(self) -> str:
+        """The task (= container) ID."""
+        return self.bundle.id
+
+
+class TaskManager:
+    """Creates tasks through shims and routes calls to them."""
+
+    def __init__(
+        self,
+        state_root: Path,
+        root: Path,
+        *,
+        grpc_address: str,
+        ttrpc_address: str,
+        publish: Callable[[str, str, Message], object] | None = None,
+        debug: bool = False,
+    ) -> None:
+        self._state_root = state_root
+        self._root = root
+        self._grpc_address = grpc_address
+        self._ttrpc_address = ttrpc_address
+        self._publish = publish
+        self._debug = debug
+        self._tasks: dict[tuple[str, str], ShimTask] = {}
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    def _lock(self, key: tuple[str, str]) -> asyncio.Lock:
+        return self._locks.setdefault(key, asyncio.Lock())
+
+    def get(self, ctx: RequestContext, task_id: str) -> ShimTask:
+        """The task of a container; NotFound if it has none."""
+        ns = namespace_required(ctx)
+        task = self._tasks.get((ns, task_id))
+        if task is None:
+            raise NotFound(f"no running task found: task {task_id} not found")
+        return task
+
+    def list(self, ctx: RequestContext) -> list[ShimTask]:
+        """Tasks of the namespace."""
+        ns = namespace_required(ctx)
+        return [t for (tns, _), t in sorted(self._tasks.items()) if tns == ns]
+
+    async def create(
+        self,
+        ctx: RequestContext,
+        container: Container,
+        *,
+        rootfs: Sequence[mount_pb2.Mount],
+        stdin: str,
+        stdout: str,
+        stderr: str,
+        terminal: bool,
+        options: bytes | None,
+        runtime_path: str = "",
+    ) -> ShimTask:
+        """Start a shim for ``container`` and create its task."""
+        ns = namespace_required(ctx)
+        key = (ns, container.id)
+        async with self._lock(key):
+            if key in self._tasks:
+                raise AlreadyExists(f"task {container.id}")
+            runtime = container.runtime.name
+            binary = runtime_path or binary_for(runtime)
+            spec = container.spec.value if container.spec is not None else None
+            bundle = bundles.new_bundle(self._state_root, self._root, ns, container.id, spec)
+            shim_log: ShimLog | None = None
+            client: ShimClient | None = None
+            try:
+                shim_log = ShimLog(bundle)
+                boot = await start_shim(
+                    binary,
+                    bundle,
+                    grpc_address=self._grpc_address,
+                    ttrpc_address=self._ttrpc_address,
+                    options=options or b"",
+                    debug=self._debug,
+                )
+                bundle.write_bootstrap(boot.address, boot.protocol, boot.version, binary, runtime)
+                client = await ShimClient.connect(boot, ns)
+                request = shim_pb2.CreateTaskRequest(
+                    id=container.id,
+                    bundle=str(bundle.path),
+                    rootfs=list(rootfs),
+                    terminal=terminal,
+                    stdin=stdin,
+                    stdout=stdout,
+                    stderr=stderr,
+                )
+                if options:
+                    request.options.ParseFromString(options)
+                reply = await client.call("Create", request, shim_pb2.CreateTaskResponse)
+            except BaseException:
+                await self._abandon(bundle, binary, client, shim_log)
+                raise
+            task = ShimTask(bundle, client, binary, runtime, shim_log, reply.pid)
+            self._tasks[key] = task
+            return task
+
+    async def _abandon(
+        self, bundle: bundles.Bundle, binary: str, client: ShimClient | None, shim_log: ShimLog | None
+    ) -> None:
+        """Undo a half-created task: stop the shim, clean up, remove the bundle."""
+        if client is not None:
+            try:
+                await client.call("Shutdown", shim_pb2.ShutdownRequest(id=bundle.id, now=True), empty_pb2.Empty, 5)
+            except Exception:
+                log.debug("shutdown of abandoned shim failed", exc_info=True)
+            await client.close()
+        if bundle.read_bootstrap() is not None:
+            try:
+                await delete_shim(binary, bundle, grpc_address=self._grpc_address, ttrpc_address=self._ttrpc_address)
+            except Exception:
+                log.debug("shim delete failed", exc_info=True)
+        if shim_log is not None:
+            shim_log.close()
+        bundle.delete()
+
+    async def call(
+        self, ctx: RequestContext, task_id: str, method: str, request: Message, response_cls: type
+    ) -> Message:
+        """Forward one Task API call to the task's shim."""
+        task = self.get(ctx, task_id)
+        result: Message = await task.client.call(method, request, response_cls)
+        return result
+
+    async def wait(self, ctx: RequestContext, task_id: str, exec_id: str = "") -> shim_pb2.WaitResponse:
+        """Block until the process exits (no timeout: ctr waits as long as the task runs)."""
+        task = self.get(ctx, task_id)
+        reply: shim_pb2.WaitResponse = await task.client.call(
+            "Wait", shim_pb2.WaitRequest(id=task_id, exec_id=exec_id), shim_pb2.WaitResponse, timeout=365 * 86400
+        )
+        return reply
+
+    async def delete(self, ctx: RequestContext, task_id: str) -> shim_pb2.DeleteResponse:
+        """Delete the task, stop its shim, remove its bundle."""
+        ns = namespace_required(ctx)
+        key = (ns, task_id)
+        async with self._lock(key):
+            task = self.get(ctx, task_id)
+            try:
+                reply: shim_pb2.DeleteResponse = await task.client.call(
+                    "Delete", shim_pb2.DeleteRequest(id=task_id), shim_pb2.DeleteResponse
+                )
+            except Unavailable:
+                reply = await self._cleanup_dead(task)
+            else:
+                try:
+                    await task.client.call(
+                        "Shutdown", shim_pb2.ShutdownRequest(id=task_id), empty_pb2.Empty, SHUTDOWN_TIMEOUT
+                    )
+                except Exception:
+                    log.debug("shim shutdown", exc_info=True)
+            await task.client.close()
+            if task.shim_log is not None:
+                task.shim_log.close()
+            task.bundle.delete()
+            del self._tasks[key]
+            return reply
+
+    async def _cleanup_dead(self, task: ShimTask) -> shim_pb2.DeleteResponse:
+        try:
+            reply = await delete_shim(
+                task.binary, task.bundle, grpc_address=self._grpc_address, ttrpc_address=self._ttrpc_address
+            )
+        except FailedPrecondition:
+            reply = shim_pb2.DeleteResponse(pid=task.pid, exit_status=DEAD_SHIM_EXIT_STATUS)
+        if not reply.HasField("exited_at"):
+            reply.exited_at.CopyFrom(_now())
+        if self._publish is not None:
+            self._publish(
+                task.namespace,
+                "/tasks/exit",
+                task_events.TaskExit(
+                    container_id=task.id,
+                    id=task.id,
+                    pid=reply.pid,
+                    exit_status=reply.exit_status,
+                    exited_at=reply.exited_at,
+                ),
+            )
+        return reply
+
+    async def restore(self) -> None:
+        """Reconnect to the shims of a previous daemon run; clean up after dead ones."""
+        for bundle in bundles.load_bundles(self._state_root, self._root):
+            boot = bundle.read_bootstrap()
+            binary = bundle.read(bundles.SHIM_BINARY)
+            runtime = bundle.read(bundles.RUNTIME)
+            if boot is None:
+                bundle.delete()
+                continue
+            address, protocol, version = boot
+            try:
+                shim_log = ShimLog(bundle)
+            except OSError:
+                shim_log = None
+            try:
+                client = await ShimClient.connect(Bootstrap(address, protocol, version), bundle.namespace)
+                state = await client.call("State", shim_pb2.StateRequest(id=bundle.id), shim_pb2.StateResponse, 10)
+            except Exception as exc:
+                log.warning("shim for %s/%s is gone: %s", bundle.namespace, bundle.id, exc)
+                dead = ShimTask(bundle, ShimClient(_Closed(), bundle.namespace, version), binary, runtime, shim_log)
+                await self._cleanup_dead(dead)
+                if shim_log is not None:
+                    shim_log.close()
+                bundle.delete()
+                continue
+            task = ShimTask(bundle, client, binary, runtime, shim_log, state.pid)
+            self._tasks[(bundle.namespace, bundle.id)] = task
+            log.info("reconnected to shim", extra={"namespace": bundle.namespace, "id": bundle.id, "pid": state.pid})
+
+    async def close(self) -> None:
+        """Disconnect from every shim; shims and their containers keep running."""
+        for task in self._tasks.values():
+            await task.client.close()
+            if task.shim_log is not None:
+                task.shim_log.close()
+        self._tasks.clear()
+
+
+class _Closed:
+    async def call(self, *args: object, **kwargs: object) -> None:
+        raise Unavailable("shim is gone")
+
+    async def close(self) -> None:
+        return None
+
+
+def _now() -> timestamp_pb2.Timestamp:
+    ns = time.time_ns()
+    return timestamp_pb2.Timestamp(seconds=ns // 1_000_000_000, nanos=ns % 1_000_000_000)
