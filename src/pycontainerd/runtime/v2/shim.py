@@ -224,8 +224,8 @@ class ShimClient:
         client = await Client.connect(bootstrap.socket_path)
         return cls(client, namespace, bootstrap.version)
 
-    async def call(  # noqa: ASYNC109 - the timeout travels in the ttrpc request
-        self, method: str, request: Message, response_cls: type[Any], timeout: float = CALL_TIMEOUT
+    async def call(
+        self, method: str, request: Message, response_cls: type[Any], timeout: float = CALL_TIMEOUT  # noqa: ASYNC109 - the timeout travels in the ttrpc request
     ) -> Any:
         """One Task API call; shim errors come back as errdefs kinds."""
         from pycontainerd.runtime.v2.errors import from_ttrpc
