@@ -1,0 +1,432 @@
+"""The shim's Task API (``containerd.task.v2.Task``) over runc.
+
+One shim can serve several containers (a pod's, or any group), each with its init process
+and exec processes. Exits arrive from the reaper; events go to the daemon through a
+publisher callback (``Events/Forward`` on ``TTRPC_ADDRESS``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from google.protobuf import any_pb2, empty_pb2, timestamp_pb2
+
+from pycontainerd import __version__
+from pycontainerd.aio import spawn as spawn_task
+from pycontainerd.api.containerd.events import task_pb2 as ev
+from pycontainerd.api.containerd.runtime.task.v2 import shim_pb2 as pb
+from pycontainerd.api.containerd.types.task import task_pb2
+from pycontainerd.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from pycontainerd.runc_shim.process import Event, Process, State
+from pycontainerd.runc_shim.runc import Runc, Stdio
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from google.protobuf.message import Message
+
+    from pycontainerd.runc_shim.reaper import Reaper
+
+log = logging.getLogger(__name__)
+MOUNT_TIMEOUT = 30
+
+
+def _ts(ns: int) -> timestamp_pb2.Timestamp:
+    return timestamp_pb2.Timestamp(seconds=ns // 1_000_000_000, nanos=ns % 1_000_000_000)
+
+
+def _open_stdio(stdin: str, stdout: str, stderr: str) -> tuple[Stdio, list[int]]:
+    """Open the client's FIFOs/files; O_RDWR on FIFOs never blocks waiting for the other end."""
+    fds: list[int] = []
+
+    def open_path(path: str, reading: bool) -> int | None:
+        if not path:
+            return None
+        flags = os.O_RDWR if _is_fifo(path) else (os.O_RDONLY if reading else os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        fd = os.open(path, flags | os.O_CLOEXEC, 0o600)
+        fds.append(fd)
+        return fd
+
+    return Stdio(open_path(stdin, True), open_path(stdout, False), open_path(stderr, False)), fds
+
+
+def _read_pid(path: str) -> int:
+    """The PID runc wrote (a few bytes on tmpfs: not worth a thread)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return int(os.read(fd, 64).decode().strip())
+    finally:
+        os.close(fd)
+
+
+def _is_fifo(path: str) -> bool:
+    import stat
+
+    try:
+        return stat.S_ISFIFO(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return False
+
+
+def mount_rootfs(mounts: list[Any], target: str) -> None:
+    """Mount the rootfs mounts onto ``target`` with mount(8) (with a timeout)."""
+    for m in mounts:
+        args = ["mount", "-t", m.type]
+        options = [o for o in m.options]
+        if options:
+            args += ["-o", ",".join(options)]
+        args += [m.source, target]
+        result = subprocess.run(args, capture_output=True, text=True, timeout=MOUNT_TIMEOUT, check=False)
+        if result.returncode != 0:
+            raise FailedPrecondition(f"failed to mount rootfs component: {result.stderr.strip()}")
+
+
+def unmount_rootfs(target: str) -> None:
+    """Unmount everything on ``target`` (lazily, so a busy mount never blocks cleanup)."""
+    for _ in range(8):
+        result = subprocess.run(["umount", "-l", target], capture_output=True, timeout=MOUNT_TIMEOUT, check=False)
+        if result.returncode != 0:
+            return
+
+
+@dataclass(slots=True)
+class Container:
+    """One container the shim runs."""
+
+    id: str
+    bundle: str
+    runc: Runc
+    init: Process
+    rootfs_mounted: bool = False
+    execs: dict[str, Process] = field(default_factory=dict)
+    exec_specs: dict[str, bytes] = field(default_factory=dict)
+    fds: dict[str, list[int]] = field(default_factory=dict)
+    waiters: dict[str, list[asyncio.Future[None]]] = field(default_factory=dict)
+
+    def process(self, exec_id: str) -> Process:
+        if not exec_id:
+            return self.init
+        proc = self.execs.get(exec_id)
+        if proc is None:
+            raise NotFound(f"process {exec_id} does not exist")
+        return proc
+
+
+class TaskService:
+    """Implements the Task API for the containers of this shim."""
+
+    def __init__(
+        self,
+        reaper: Reaper,
+        *,
+        namespace: str,
+        runc_root: str,
+        publish: Callable[[str, Message], None],
+        on_empty: Callable[[], None],
+    ) -> None:
+        self._reaper = reaper
+        self._namespace = namespace
+        self._runc_root = runc_root
+        self._publish = publish
+        self._on_empty = on_empty
+        self._containers: dict[str, Container] = {}
+        # Exits of PIDs not (yet) known: a short exec can exit before its pid file is read.
+        self._unclaimed: dict[int, int] = {}
+        self._exits = reaper.subscribe()
+        self._exit_task = spawn_task(self._watch_exits(), name="exits")
+
+    def methods(self) -> dict[str, tuple[type[Any], Callable[[Any, Any], Any]]]:
+        """The ttrpc method table."""
+        return {
+            "State": (pb.StateRequest, self.state),
+            "Create": (pb.CreateTaskRequest, self.create),
+            "Start": (pb.StartRequest, self.start),
+            "Delete": (pb.DeleteRequest, self.delete),
+            "Pids": (pb.PidsRequest, self.pids),
+            "Pause": (pb.PauseRequest, self.pause),
+            "Resume": (pb.ResumeRequest, self.resume),
+            "Checkpoint": (pb.CheckpointTaskRequest, self.checkpoint),
+            "Kill": (pb.KillRequest, self.kill),
+            "Exec": (pb.ExecProcessRequest, self.exec),
+            "ResizePty": (pb.ResizePtyRequest, self.resize_pty),
+            "CloseIO": (pb.CloseIORequest, self.close_io),
+            "Update": (pb.UpdateTaskRequest, self.update),
+            "Wait": (pb.WaitRequest, self.wait),
+            "Stats": (pb.StatsRequest, self.stats),
+            "Connect": (pb.ConnectRequest, self.connect),
+            "Shutdown": (pb.ShutdownRequest, self.shutdown),
+        }
+
+    def _get(self, cid: str) -> Container:
+        c = self._containers.get(cid)
+        if c is None:
+            raise NotFound(f"container {cid}: not found")
+        return c
+
+    async def _watch_exits(self) -> None:
+        while True:
+            pid, status = await self._exits.get()
+            if not self._deliver(pid, status):
+                self._unclaimed[pid] = status
+                if len(self._unclaimed) > 1024:
+                    self._unclaimed.pop(next(iter(self._unclaimed)))
+
+    def _deliver(self, pid: int, status: int) -> bool:
+        """Record an exit on the process with ``pid``; False if no process has it."""
+        found = False
+        for c in list(self._containers.values()):
+            for exec_id, proc in [("", c.init), *c.execs.items()]:
+                if proc.pid == pid and proc.exited(status):
+                    found = True
+                    self._closed(c, exec_id)
+                    if not exec_id:
+                        # The init's exit ends the container: kill what is left of its execs.
+                        for other in c.execs.values():
+                            if other.state in (State.RUNNING, State.PAUSED) and other.pid:
+                                with contextlib.suppress(ProcessLookupError):
+                                    os.kill(other.pid, signal.SIGKILL)
+                    self._publish(
+                        "/tasks/exit",
+                        ev.TaskExit(
+                            container_id=c.id,
+                            id=exec_id or c.id,
+                            pid=pid,
+                            exit_status=status,
+                            exited_at=_ts(proc.exited_at_ns),
+                        ),
+                    )
+        return found
+
+    def _closed(self, c: Container, exec_id: str) -> None:
+        for fut in c.waiters.pop(exec_id, []):
+            if not fut.done():
+                fut.set_result(None)
+
+    async def create(self, ctx: Any, req: pb.CreateTaskRequest) -> pb.CreateTaskResponse:
+        if req.id in self._containers:
+            raise AlreadyExists(f"container {req.id}")
+        if req.terminal:
+            raise NotImplementedError("terminal (tty) tasks are not supported by containerd-shim-pyrunc-v2 yet")
+        if req.checkpoint:
+            raise NotImplementedError("restore from checkpoint is not supported")
+        rootfs = os.path.join(req.bundle, "rootfs")
+        runc = Runc(
+            self._reaper, os.path.join(self._runc_root, self._namespace), log_path=os.path.join(req.bundle, "log.json")
+        )
+        os.makedirs(runc.root, mode=0o711, exist_ok=True)
+        mounted = False
+        if req.rootfs:
+            await asyncio.to_thread(mount_rootfs, list(req.rootfs), rootfs)
+            mounted = True
+        stdio, fds = _open_stdio(req.stdin, req.stdout, req.stderr)
+        pid_file = os.path.join(req.bundle, "init.pid")
+        try:
+            await runc.create(req.id, req.bundle, pid_file=pid_file, stdio=stdio)
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
+            if mounted:
+                await asyncio.to_thread(unmount_rootfs, rootfs)
+            raise
+        pid = _read_pid(pid_file)
+        init = Process(req.id, pid=pid, stdin=req.stdin, stdout=req.stdout, stderr=req.stderr, terminal=req.terminal)
+        c = Container(req.id, req.bundle, runc, init, rootfs_mounted=mounted)
+        c.fds[""] = fds
+        self._containers[req.id] = c
+        self._publish(
+            "/tasks/create",
+            ev.TaskCreate(
+                container_id=req.id,
+                bundle=req.bundle,
+                rootfs=list(req.rootfs),
+                pid=pid,
+                io=ev.TaskIO(stdin=req.stdin, stdout=req.stdout, stderr=req.stderr, terminal=req.terminal),
+            ),
+        )
+        return pb.CreateTaskResponse(pid=pid)
+
+    async def start(self, ctx: Any, req: pb.StartRequest) -> pb.StartResponse:
+        c = self._get(req.id)
+        proc = c.process(req.exec_id)
+        proc.check(Event.START)
+        if not req.exec_id:
+            await c.runc.start(req.id)
+            proc.transition(Event.START)
+            self._publish("/tasks/start", ev.TaskStart(container_id=req.id, pid=proc.pid))
+            return pb.StartResponse(pid=proc.pid)
+        if c.init.state is not State.RUNNING:
+            raise FailedPrecondition(f"container {req.id} is not running")
+        stdio, fds = _open_stdio(proc.stdin, proc.stdout, proc.stderr)
+        pid_file = os.path.join(c.bundle, f"{req.exec_id}.pid")
+        try:
+            await c.runc.exec(req.id, c.exec_specs[req.exec_id], pid_file=pid_file, stdio=stdio)
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
+            raise
+        c.fds[req.exec_id] = fds
+        proc.pid = _read_pid(pid_file)
+        proc.transition(Event.START)
+        status = self._unclaimed.pop(proc.pid, None)
+        if status is not None:
+            self._deliver(proc.pid, status)
+        self._publish("/tasks/exec-started", ev.TaskExecStarted(container_id=req.id, exec_id=req.exec_id, pid=proc.pid))
+        return pb.StartResponse(pid=proc.pid)
+
+    async def exec(self, ctx: Any, req: pb.ExecProcessRequest) -> empty_pb2.Empty:
+        c = self._get(req.id)
+        if req.exec_id in c.execs:
+            raise AlreadyExists(f"id {req.exec_id}")
+        if req.terminal:
+            raise NotImplementedError("terminal (tty) execs are not supported by containerd-shim-pyrunc-v2 yet")
+        c.execs[req.exec_id] = Process(req.id, req.exec_id, stdin=req.stdin, stdout=req.stdout, stderr=req.stderr)
+        c.exec_specs[req.exec_id] = req.spec.value
+        self._publish("/tasks/exec-added", ev.TaskExecAdded(container_id=req.id, exec_id=req.exec_id))
+        return empty_pb2.Empty()
+
+    async def state(self, ctx: Any, req: pb.StateRequest) -> pb.StateResponse:
+        c = self._get(req.id)
+        proc = c.process(req.exec_id)
+        out = pb.StateResponse(
+            id=req.exec_id or req.id,
+            bundle=c.bundle,
+            pid=proc.pid,
+            status=proc.status_code,  # type: ignore[arg-type]
+            stdin=proc.stdin,
+            stdout=proc.stdout,
+            stderr=proc.stderr,
+            terminal=proc.terminal,
+            exit_status=proc.exit_status,
+            exec_id=req.exec_id,
+        )
+        if proc.exited_at_ns:
+            out.exited_at.CopyFrom(_ts(proc.exited_at_ns))
+        return out
+
+    async def kill(self, ctx: Any, req: pb.KillRequest) -> empty_pb2.Empty:
+        c = self._get(req.id)
+        proc = c.process(req.exec_id)
+        proc.check_kill()
+        if req.exec_id:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, req.signal)
+        else:
+            await c.runc.kill(req.id, req.signal, all_processes=req.all)
+        return empty_pb2.Empty()
+
+    async def wait(self, ctx: Any, req: pb.WaitRequest) -> pb.WaitResponse:
+        c = self._get(req.id)
+        proc = c.process(req.exec_id)
+        if proc.state not in (State.STOPPED, State.DELETED):
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            c.waiters.setdefault(req.exec_id, []).append(fut)
+            await fut
+        return pb.WaitResponse(exit_status=proc.exit_status, exited_at=_ts(proc.exited_at_ns))
+
+    async def delete(self, ctx: Any, req: pb.DeleteRequest) -> pb.DeleteResponse:
+        c = self._get(req.id)
+        proc = c.process(req.exec_id)
+        if proc.state is State.CREATED and not req.exec_id:
+            await c.runc.kill(req.id, signal.SIGKILL)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wait_stopped(c, proc), 10)
+        proc.check(Event.DELETE)
+        for fd in c.fds.pop(req.exec_id, []):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        if req.exec_id:
+            proc.transition(Event.DELETE)
+            del c.execs[req.exec_id]
+        else:
+            await c.runc.delete(req.id, force=True)
+            if c.rootfs_mounted:
+                await asyncio.to_thread(unmount_rootfs, os.path.join(c.bundle, "rootfs"))
+            proc.transition(Event.DELETE)
+            del self._containers[req.id]
+            self._publish(
+                "/tasks/delete",
+                ev.TaskDelete(
+                    container_id=req.id,
+                    id=req.id,
+                    pid=proc.pid,
+                    exit_status=proc.exit_status,
+                    exited_at=_ts(proc.exited_at_ns),
+                ),
+            )
+        return pb.DeleteResponse(pid=proc.pid, exit_status=proc.exit_status, exited_at=_ts(proc.exited_at_ns))
+
+    async def _wait_stopped(self, c: Container, proc: Process) -> None:
+        while proc.state not in (State.STOPPED, State.DELETED):
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            c.waiters.setdefault(proc.exec_id, []).append(fut)
+            await fut
+
+    async def pids(self, ctx: Any, req: pb.PidsRequest) -> pb.PidsResponse:
+        c = self._get(req.id)
+        pids = await c.runc.ps(req.id)
+        return pb.PidsResponse(processes=[task_pb2.ProcessInfo(pid=p) for p in pids])
+
+    async def pause(self, ctx: Any, req: pb.PauseRequest) -> empty_pb2.Empty:
+        c = self._get(req.id)
+        c.init.check(Event.PAUSE)
+        await c.runc.pause(req.id)
+        c.init.transition(Event.PAUSE)
+        self._publish("/tasks/paused", ev.TaskPaused(container_id=req.id))
+        return empty_pb2.Empty()
+
+    async def resume(self, ctx: Any, req: pb.ResumeRequest) -> empty_pb2.Empty:
+        c = self._get(req.id)
+        c.init.check(Event.RESUME)
+        await c.runc.resume(req.id)
+        c.init.transition(Event.RESUME)
+        self._publish("/tasks/resumed", ev.TaskResumed(container_id=req.id))
+        return empty_pb2.Empty()
+
+    async def checkpoint(self, ctx: Any, req: pb.CheckpointTaskRequest) -> empty_pb2.Empty:
+        raise NotImplementedError("checkpoint is not supported by containerd-shim-pyrunc-v2")
+
+    async def resize_pty(self, ctx: Any, req: pb.ResizePtyRequest) -> empty_pb2.Empty:
+        self._get(req.id).process(req.exec_id)
+        raise NotImplementedError("the process has no terminal")
+
+    async def close_io(self, ctx: Any, req: pb.CloseIORequest) -> empty_pb2.Empty:
+        c = self._get(req.id)
+        proc = c.process(req.exec_id)
+        if req.stdin and proc.stdin:
+            fds = c.fds.get(req.exec_id, [])
+            if fds:
+                with contextlib.suppress(OSError):
+                    os.close(fds.pop(0))
+        return empty_pb2.Empty()
+
+    async def update(self, ctx: Any, req: pb.UpdateTaskRequest) -> empty_pb2.Empty:
+        c = self._get(req.id)
+        if not req.HasField("resources"):
+            raise InvalidArgument("resources must be set")
+        await c.runc.update(req.id, req.resources.value)
+        return empty_pb2.Empty()
+
+    async def stats(self, ctx: Any, req: pb.StatsRequest) -> pb.StatsResponse:
+        c = self._get(req.id)
+        import json
+
+        data = await c.runc.stats(req.id)
+        stats = any_pb2.Any(type_url="pycontainerd.runc.Stats", value=json.dumps(data).encode())
+        return pb.StatsResponse(stats=stats)
+
+    async def connect(self, ctx: Any, req: pb.ConnectRequest) -> pb.ConnectResponse:
+        task_pid = self._containers[req.id].init.pid if req.id in self._containers else 0
+        return pb.ConnectResponse(shim_pid=os.getpid(), task_pid=task_pid, version=f"pyrunc-{__version__}")
+
+    async def shutdown(self, ctx: Any, req: pb.ShutdownRequest) -> empty_pb2.Empty:
+        if self._containers and not req.now:
+            return empty_pb2.Empty()  # still serving other containers of the group
+        self._on_empty()
+        return empty_pb2.Empty()
