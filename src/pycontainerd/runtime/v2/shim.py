@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -52,7 +53,8 @@ def binary_for(runtime: str) -> str:
             f"invalid runtime name {runtime}, correct runtime name should be format like io.containerd.runc.v1"
         )
     name = f"containerd-shim-{parts[-2]}-{parts[-1]}"
-    found = shutil.which(name)
+    # Our own shim is installed next to the interpreter (a virtualenv's bin/), maybe not on PATH.
+    found = shutil.which(name) or shutil.which(name, path=os.path.dirname(sys.executable))
     if found is None:
         raise NotFound(f"runtime {runtime!r} binary not installed {name!r}")
     return found
@@ -225,7 +227,11 @@ class ShimClient:
         return cls(client, namespace, bootstrap.version)
 
     async def call(
-        self, method: str, request: Message, response_cls: type[Any], timeout: float = CALL_TIMEOUT  # noqa: ASYNC109 - the timeout travels in the ttrpc request
+        self,
+        method: str,
+        request: Message,
+        response_cls: type[Any],
+        timeout: float = CALL_TIMEOUT,  # noqa: ASYNC109 - the timeout travels in the ttrpc request
     ) -> Any:
         """One Task API call; shim errors come back as errdefs kinds."""
         from pycontainerd.runtime.v2.errors import from_ttrpc
