@@ -136,3 +136,29 @@ ALL_KINDS: tuple[type[ContainerdError], ...] = (
     Canceled,
     Internal,
 )
+
+
+# google.rpc.Code numbers of each kind, for protocols without a status enum of their own (ttrpc).
+_RPC_CODES: tuple[tuple[type[ContainerdError], int], ...] = (
+    (InvalidArgument, 3),
+    (NotFound, 5),
+    (AlreadyExists, 6),
+    (FailedPrecondition, 9),  # Conflict and NotModified included, as containerd maps them
+    (Unavailable, 14),
+    (NotImplemented, 12),
+    (Aborted, 10),
+    (OutOfRange, 11),
+    (PermissionDenied, 7),
+    (ResourceExhausted, 8),
+    (DeadlineExceeded, 4),
+    (Canceled, 1),
+    (Internal, 13),
+)
+
+
+def rpc_status(exc: BaseException) -> tuple[int, str]:
+    """``(google.rpc code, message)`` for an exception; Unknown (2) for foreign errors."""
+    for kind, code in _RPC_CODES:
+        if isinstance(exc, kind):
+            return code, exc.message
+    return 2, str(exc) or type(exc).__name__

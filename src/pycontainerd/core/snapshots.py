@@ -46,12 +46,19 @@ class Usage:
 
 @dataclass(frozen=True, slots=True)
 class Mount:
-    """One mount, as ``mount -t type -o options source target`` would do it."""
+    """One mount, as ``mount -t type -o options source target`` would do it.
+
+    ``chdir``, when set, is the working directory the mount must be made from: relative paths
+    in ``source`` or in options such as ``lowerdir`` are resolved against it. It never
+    crosses the wire (containerd's ``Mount`` message has no such field), so snapshotters
+    emit absolute paths and only in-process mount helpers produce a ``chdir``.
+    """
 
     type: str
     source: str
     options: tuple[str, ...] = ()
     target: str = ""
+    chdir: str = ""
 
 
 class Snapshotter(Protocol):

@@ -166,8 +166,6 @@ class ContentStore:
             updated = now_ns()
             labels.replace(tx, ns, KIND, digest, current)
             tx.execute("UPDATE content SET updated_at=? WHERE namespace=? AND digest=?", (updated, ns, digest))
-            if self._on_dirty is not None and any(k.startswith("containerd.io/gc.") for k in {*current, *info.labels}):
-                tx.after_commit(self._on_dirty)
         return Info(digest, info.size, info.created_at, updated, current)
 
     def delete(self, ctx: RequestContext, digest: str) -> None:
@@ -225,7 +223,7 @@ class ContentStore:
                 leases.attach(tx, ctx, ns, leases.RESOURCE_INGESTS, ref)
         if exists:
             raise AlreadyExists(f"content {expected}")
-        inner = None if shared_size >= 0 else self.backend.writer(backend_ref(ns, ref), total=total)
+        inner = None if shared_size >= 0 else self.backend.writer(backend_ref(ns, ref), total=total, expected=expected)
         return NamespacedWriter(self, ctx, ns, ref, inner, expected=expected, shared_size=shared_size, total=total)
 
     def _commit_record(

@@ -27,6 +27,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from pycontainerd import labels as labelspec
+from pycontainerd.errdefs import NotFound, Unavailable
 from pycontainerd.metadata import labels
 from pycontainerd.metadata.db import DB, Tx, now_ns
 
@@ -301,7 +302,10 @@ def collect(
             backend.delete(digest)
         for bref in backend.ingests():
             if bref not in live_ingests:
-                backend.abort(bref)
+                try:
+                    backend.abort(bref)
+                except (NotFound, Unavailable):
+                    continue  # gone already, or a writer holds it right now
     for name, sweep_backend in (snapshotters or {}).items():
         sweep.backend_snapshots.extend(f"{name}/{key}" for key in sweep_backend())
     sweep.duration_s = time.monotonic() - started

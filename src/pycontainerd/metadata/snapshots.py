@@ -244,8 +244,6 @@ class NamespacedSnapshotter:
                 "UPDATE snapshots SET updated_at=? WHERE namespace=? AND snapshotter=? AND key=?",
                 (ts, ns, self.name, info.name),
             )
-            if self._on_dirty is not None and any(k.startswith("containerd.io/gc.") for k in {*new, *current.labels}):
-                tx.after_commit(self._on_dirty)
         return replace(current, labels=new, updated_at=ts)
 
     def remove(self, ctx: RequestContext, key: str) -> None:

@@ -13,10 +13,12 @@ import logging
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
+from pycontainerd.content.local import plugin as content_plugin
 from pycontainerd.events import plugin as events_plugin
 from pycontainerd.gc import plugin as gc_plugin
 from pycontainerd.metadata import plugin as metadata_plugin
 from pycontainerd.plugin.registration import Registration
+from pycontainerd.runtime.v2 import plugin as runtime_plugin
 from pycontainerd.services import (
     containers,
     content,
@@ -29,8 +31,11 @@ from pycontainerd.services import (
     leases,
     namespaces,
     snapshots,
+    tasks,
+    ttrpc_events,
     version,
 )
+from pycontainerd.snapshots import plugin as snapshots_plugin
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -43,9 +48,12 @@ ENTRY_POINT_GROUP = "pycontainerd.plugins"
 def builtin_registrations() -> list[Registration]:
     """Every built-in registration."""
     return [
+        content_plugin.REGISTRATION,
         events_plugin.REGISTRATION,
+        *snapshots_plugin.REGISTRATIONS,
         metadata_plugin.REGISTRATION,
         gc_plugin.REGISTRATION,
+        runtime_plugin.REGISTRATION,
         version.REGISTRATION,
         namespaces.REGISTRATION,
         content.REGISTRATION,
@@ -53,6 +61,8 @@ def builtin_registrations() -> list[Registration]:
         containers.REGISTRATION,
         snapshots.REGISTRATION,
         diff.REGISTRATION,
+        tasks.REGISTRATION,
+        ttrpc_events.REGISTRATION,
         leases.REGISTRATION,
         events.REGISTRATION,
         gc.REGISTRATION,

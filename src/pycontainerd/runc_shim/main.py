@@ -25,6 +25,7 @@ from pycontainerd.aio import spawn
 from pycontainerd.api.containerd.runtime.task.v2 import shim_pb2
 from pycontainerd.api.containerd.services.ttrpc.events.v1 import events_pb2
 from pycontainerd.api.containerd.types import event_pb2
+from pycontainerd.errdefs import rpc_status
 from pycontainerd.namespaces import TTRPC_NAMESPACE_HEADER
 
 if TYPE_CHECKING:
@@ -127,7 +128,7 @@ async def serve(path: str, namespace: str, ttrpc_address: str, ready_fd: int) ->
     service = TaskService(
         reaper, namespace=namespace, runc_root=RUNC_ROOT, publish=publisher.publish, on_empty=stop.set
     )
-    server = Server()
+    server = Server(error_to_status=rpc_status)
     server.register(TASK_SERVICE, service.methods())
     await server.start(path)
     os.write(ready_fd, b"ok")

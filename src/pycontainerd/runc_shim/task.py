@@ -12,7 +12,6 @@ import contextlib
 import logging
 import os
 import signal
-import subprocess
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -23,9 +22,11 @@ from pycontainerd.aio import spawn as spawn_task
 from pycontainerd.api.containerd.events import task_pb2 as ev
 from pycontainerd.api.containerd.runtime.task.v2 import shim_pb2 as pb
 from pycontainerd.api.containerd.types.task import task_pb2
+from pycontainerd.core.snapshots import Mount as CoreMount
 from pycontainerd.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from pycontainerd.runc_shim.process import Event, Process, State
 from pycontainerd.runc_shim.runc import Runc, Stdio
+from pycontainerd.snapshots import mount as mounting
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
     from pycontainerd.runc_shim.reaper import Reaper
 
 log = logging.getLogger(__name__)
-MOUNT_TIMEOUT = 30
 
 
 def _ts(ns: int) -> timestamp_pb2.Timestamp:
@@ -76,24 +76,17 @@ def _is_fifo(path: str) -> bool:
 
 
 def mount_rootfs(mounts: list[Any], target: str) -> None:
-    """Mount the rootfs mounts onto ``target`` with mount(8) (with a timeout)."""
-    for m in mounts:
-        args = ["mount", "-t", m.type]
-        options = [o for o in m.options]
-        if options:
-            args += ["-o", ",".join(options)]
-        args += [m.source, target]
-        result = subprocess.run(args, capture_output=True, text=True, timeout=MOUNT_TIMEOUT, check=False)
-        if result.returncode != 0:
-            raise FailedPrecondition(f"failed to mount rootfs component: {result.stderr.strip()}")
+    """Mount the rootfs mounts onto ``target`` (long overlay lowerdirs are compacted, never cut)."""
+    core = [CoreMount(type=m.type, source=m.source, options=tuple(m.options), target=m.target) for m in mounts]
+    try:
+        mounting.mount_all(core, target)
+    except OSError as exc:
+        raise FailedPrecondition(f"failed to mount rootfs component: {exc}") from exc
 
 
 def unmount_rootfs(target: str) -> None:
-    """Unmount everything on ``target`` (lazily, so a busy mount never blocks cleanup)."""
-    for _ in range(8):
-        result = subprocess.run(["umount", "-l", target], capture_output=True, timeout=MOUNT_TIMEOUT, check=False)
-        if result.returncode != 0:
-            return
+    """Unmount everything on ``target``."""
+    mounting.unmount_all(target)
 
 
 @dataclass(slots=True)

@@ -1,0 +1,253 @@
+"""Mount and unmount :class:`~pycontainerd.core.snapshots.Mount` lists with mount(2).
+
+The syscall is called through ctypes rather than ``/bin/mount``: no helper process, exact
+errno values, and no option rewriting by libmount. Options split like containerd's
+``core/mount``: flag words (``ro``, ``rbind``, ``nosuid``...) become ``MS_*`` flags, the rest
+is the data string handed to the filesystem.
+
+Overlay mounts with many layers need care: the kernel copies at most one page of option
+data, and absolute lowerdir paths fill 4 KiB at ~175 layers. :func:`compact_lowerdir`
+rewrites the lowerdirs relative to their common directory and records that directory in
+``Mount.chdir``; :func:`mount` then makes the syscall from a thread whose working directory
+(and only that thread's, thanks to ``unshare(CLONE_FS)``) is ``chdir``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import posixpath
+import threading
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from pycontainerd.core.snapshots import Mount
+
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_SYNCHRONOUS = 0x10
+MS_REMOUNT = 0x20
+MS_MANDLOCK = 0x40
+MS_DIRSYNC = 0x80
+MS_NOATIME = 0x400
+MS_NODIRATIME = 0x800
+MS_BIND = 0x1000
+MS_REC = 0x4000
+MS_SILENT = 0x8000
+MS_UNBINDABLE = 1 << 17
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MS_SHARED = 1 << 20
+MS_RELATIME = 1 << 21
+MS_STRICTATIME = 1 << 24
+MNT_DETACH = 0x2
+CLONE_FS = 0x200
+
+_PROPAGATION = MS_SHARED | MS_PRIVATE | MS_SLAVE | MS_UNBINDABLE
+
+# option -> (clear these flags, set these flags)
+_FLAGS: dict[str, tuple[int, int]] = {
+    "defaults": (0, 0),
+    "ro": (0, MS_RDONLY),
+    "rw": (MS_RDONLY, 0),
+    "bind": (0, MS_BIND),
+    "rbind": (0, MS_BIND | MS_REC),
+    "remount": (0, MS_REMOUNT),
+    "suid": (MS_NOSUID, 0),
+    "nosuid": (0, MS_NOSUID),
+    "dev": (MS_NODEV, 0),
+    "nodev": (0, MS_NODEV),
+    "exec": (MS_NOEXEC, 0),
+    "noexec": (0, MS_NOEXEC),
+    "sync": (0, MS_SYNCHRONOUS),
+    "async": (MS_SYNCHRONOUS, 0),
+    "dirsync": (0, MS_DIRSYNC),
+    "mand": (0, MS_MANDLOCK),
+    "nomand": (MS_MANDLOCK, 0),
+    "atime": (MS_NOATIME, 0),
+    "noatime": (0, MS_NOATIME),
+    "diratime": (MS_NODIRATIME, 0),
+    "nodiratime": (0, MS_NODIRATIME),
+    "relatime": (0, MS_RELATIME),
+    "norelatime": (MS_RELATIME, 0),
+    "strictatime": (0, MS_STRICTATIME),
+    "nostrictatime": (MS_STRICTATIME, 0),
+    "private": (0, MS_PRIVATE),
+    "rprivate": (0, MS_PRIVATE | MS_REC),
+    "shared": (0, MS_SHARED),
+    "rshared": (0, MS_SHARED | MS_REC),
+    "slave": (0, MS_SLAVE),
+    "rslave": (0, MS_SLAVE | MS_REC),
+    "unbindable": (0, MS_UNBINDABLE),
+    "runbindable": (0, MS_UNBINDABLE | MS_REC),
+}
+
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+# containerd compacts once the options reach a page minus this margin (the kernel also
+# needs room for the separators and the terminating NUL).
+_COMPACT_MARGIN = 512
+
+_libc = ctypes.CDLL("libc.so.6", use_errno=True)
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+_libc.unshare.argtypes = [ctypes.c_int]
+
+
+def parse_options(options: Sequence[str]) -> tuple[int, str]:
+    """Split mount options into ``MS_*`` flags and the filesystem's data string."""
+    flags = 0
+    data: list[str] = []
+    for opt in options:
+        known = _FLAGS.get(opt)
+        if known is None:
+            data.append(opt)
+        else:
+            flags = (flags & ~known[0]) | known[1]
+    return flags, ",".join(data)
+
+
+def _check(rc: int, what: str) -> None:
+    if rc != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _sys_mount(source: str, target: str, fstype: str, flags: int, data: str) -> None:
+    rc = _libc.mount(source.encode(), target.encode(), fstype.encode(), flags, data.encode() if data else None)
+    _check(rc, f"mount {fstype} {source!r} on {target!r} (flags {flags:#x}, data {data!r})")
+
+
+def _run_in_dir(directory: str, fn: Callable[[], None]) -> None:
+    """Run ``fn`` in a fresh thread whose working directory is ``directory``.
+
+    ``unshare(CLONE_FS)`` gives the thread its own cwd, so the process's other threads
+    (asyncio's executor, the event loop) never see the change; the thread then exits.
+    """
+    failure: list[BaseException] = []
+
+    def body() -> None:
+        try:
+            _check(_libc.unshare(CLONE_FS), "unshare(CLONE_FS)")
+            os.chdir(directory)
+            fn()
+        except BaseException as exc:
+            failure.append(exc)
+
+    thread = threading.Thread(target=body, name="pycontainerd-mount-chdir", daemon=True)
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+
+
+def _lowerdir_index(options: Sequence[str]) -> int:
+    for i, opt in enumerate(options):
+        if opt.startswith("lowerdir="):
+            return i
+    return -1
+
+
+def compact_lowerdir(m: Mount) -> Mount:
+    """``m`` with lowerdirs relative to their common parent directory, set as ``chdir``.
+
+    Returns ``m`` unchanged when it is not an overlay, already has a ``chdir``, has a single
+    lowerdir, or its lowerdirs share no directory but ``/``.
+    """
+    idx = _lowerdir_index(m.options)
+    if m.type != "overlay" or m.chdir or idx < 0:
+        return m
+    dirs = m.options[idx][len("lowerdir=") :].split(":")
+    if len(dirs) < 2 or not all(posixpath.isabs(d) for d in dirs):
+        return m
+    # Compare whole components: a string prefix could end mid-name ("snapshots/12" for
+    # ".../12/fs" and ".../123/fs"). No lowerdir may *be* the common dir (it would become "").
+    common = posixpath.commonpath(dirs)
+    if common in dirs:
+        common = posixpath.dirname(common)
+    if common in ("", "/"):
+        return m
+    prefix = common + "/"
+    relative = [d[len(prefix) :] for d in dirs]
+    options = (*m.options[:idx], *m.options[idx + 1 :], "lowerdir=" + ":".join(relative))
+    return replace(m, options=options, chdir=common)
+
+
+def _too_long(options: Sequence[str]) -> bool:
+    return sum(len(o) + 1 for o in options) >= PAGE_SIZE - _COMPACT_MARGIN
+
+
+def mount(m: Mount, target: str | os.PathLike[str]) -> None:
+    """Mount ``m`` on ``target`` (an existing directory).
+
+    Raises:
+        OSError: the syscall failed (``errno`` set; the message names source, target, options).
+    """
+    target = os.path.abspath(target)  # before any chdir
+    if m.type == "overlay" and _too_long(m.options):
+        m = compact_lowerdir(m)
+    flags, data = parse_options(m.options)
+    if m.type == "bind":
+        # "mount -t bind" means a bind mount; mount(2) itself has no "bind" filesystem.
+        flags |= MS_BIND
+    if len(data) >= PAGE_SIZE:
+        raise OSError(errno.E2BIG, f"mount options of {m.type} mount on {target!r} exceed one page")
+    plain = flags & ~_PROPAGATION
+
+    def do_mount() -> None:
+        _sys_mount(m.source, target, m.type, plain, data)
+
+    if m.chdir:
+        _run_in_dir(m.chdir, do_mount)
+    else:
+        do_mount()
+    try:
+        if flags & _PROPAGATION:
+            _sys_mount("", target, "", flags & (_PROPAGATION | MS_REC | MS_SILENT), "")
+        if plain & (MS_BIND | MS_RDONLY) == MS_BIND | MS_RDONLY:
+            # MS_RDONLY is ignored when a bind mount is created; it takes a remount.
+            _sys_mount("", target, "", plain | MS_REMOUNT, "")
+    except OSError:
+        unmount(target, lazy=True)
+        raise
+
+
+def mount_all(mounts: Sequence[Mount], target: str | os.PathLike[str]) -> None:
+    """Mount each of ``mounts`` on ``target`` in order; on failure undo the ones made."""
+    done = 0
+    try:
+        for m in mounts:
+            mount(m, target)
+            done += 1
+    except BaseException:
+        for _ in range(done):
+            unmount(target, lazy=True)
+        raise
+
+
+def unmount(target: str | os.PathLike[str], *, lazy: bool = False) -> None:
+    """Unmount the top mount on ``target``; with ``lazy``, detach it even if busy."""
+    path = os.fsencode(os.path.abspath(target))
+    _check(_libc.umount2(path, MNT_DETACH if lazy else 0), f"unmount {os.fsdecode(path)!r}")
+
+
+def unmount_all(target: str | os.PathLike[str]) -> None:
+    """Unmount everything stacked on ``target``; busy mounts are detached lazily.
+
+    A target that is not (or no longer) a mount point, or does not exist, is fine.
+    """
+    for _ in range(1000):  # a bound, so a kernel that keeps saying EBUSY cannot spin us forever
+        try:
+            unmount(target)
+        except OSError as exc:
+            if exc.errno in (errno.EINVAL, errno.ENOENT):
+                return
+            if exc.errno != errno.EBUSY:
+                raise
+            unmount(target, lazy=True)
+    raise OSError(errno.EBUSY, f"{target!r} still mounted after 1000 unmounts")
