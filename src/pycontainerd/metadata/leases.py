@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from pycontainerd import filters, identifiers
+from pycontainerd import filters
 from pycontainerd import labels as labelspec
 from pycontainerd.errdefs import AlreadyExists, InvalidArgument, NotFound
 from pycontainerd.metadata import labels
@@ -110,7 +110,9 @@ class LeaseStore:
     def create(self, ctx: RequestContext, lease_id: str, lease_labels: Mapping[str, str] | None = None) -> Lease:
         """Create a lease; AlreadyExists if the ID is taken in this namespace."""
         ns = namespace_required(ctx)
-        identifiers.validate(lease_id)
+        # containerd accepts any non-empty lease ID (ctr generates ones like "209405126-_kUa").
+        if not lease_id:
+            raise InvalidArgument("lease id must not be empty")
         values = labelspec.validate_all(lease_labels or {})
         with self._db.write() as tx:
             nsmeta.ensure(tx, ns)

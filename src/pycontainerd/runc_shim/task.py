@@ -251,7 +251,8 @@ class TaskService:
         proc.check(Event.START)
         if not req.exec_id:
             await c.runc.start(req.id)
-            proc.transition(Event.START)
+            if proc.state is State.CREATED:  # a quick process may already have exited
+                proc.transition(Event.START)
             self._publish("/tasks/start", ev.TaskStart(container_id=req.id, pid=proc.pid))
             return pb.StartResponse(pid=proc.pid)
         if c.init.state is not State.RUNNING:
@@ -266,7 +267,8 @@ class TaskService:
             raise
         c.fds[req.exec_id] = fds
         proc.pid = _read_pid(pid_file)
-        proc.transition(Event.START)
+        if proc.state is State.CREATED:
+            proc.transition(Event.START)
         status = self._unclaimed.pop(proc.pid, None)
         if status is not None:
             self._deliver(proc.pid, status)

@@ -86,7 +86,7 @@ class TaskManager:
         ns = namespace_required(ctx)
         task = self._tasks.get((ns, task_id))
         if task is None:
-            raise NotFound(f"no running task found: task {task_id} not found")
+            raise NotFound(f"task {task_id} not found")
         return task
 
     def list(self, ctx: RequestContext) -> list[ShimTask]:

@@ -1,0 +1,120 @@
+"""Tasks with the real ctr: the Debian Go shim and our Python shim, runc underneath."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.daemon import CTR, DaemonProcess, running_daemon
+from tests.support.rootfs import make_rootfs
+
+pytestmark = [pytest.mark.integration, pytest.mark.root]
+
+NS = "tasks-test"
+RUNTIMES = ["io.containerd.runc.v2", "io.containerd.pyrunc.v2"]
+
+
+@pytest.fixture(scope="module")
+def rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_rootfs(tmp_path_factory.mktemp("rootfs") / "rootfs")
+
+
+@pytest.fixture
+def daemon() -> Iterator[DaemonProcess]:
+    with running_daemon() as d:
+        try:
+            yield d
+        finally:
+            cleanup_tasks(d)
+
+
+def cleanup_tasks(d: DaemonProcess) -> None:
+    """Kill and remove whatever a failed test left running."""
+    if d.proc is None or d.proc.poll() is not None:
+        return
+    for line in d.ctr("tasks", "ls", namespace=NS, check=False).stdout.splitlines()[1:]:
+        task = line.split()[0]
+        d.ctr("tasks", "kill", "-s", "9", task, namespace=NS, check=False)
+        time.sleep(0.2)
+        d.ctr("tasks", "rm", "-f", task, namespace=NS, check=False)
+    for line in d.ctr("containers", "ls", "-q", namespace=NS, check=False).stdout.split():
+        d.ctr("containers", "rm", line, namespace=NS, check=False)
+
+
+def run(
+    d: DaemonProcess, runtime: str, rootfs: Path, cid: str, *args: str, detach: bool = False
+) -> subprocess.CompletedProcess[str]:
+    cmd = [CTR, "-a", str(d.address), "-n", NS, "run", "--runtime", runtime]
+    cmd += ["-d"] if detach else ["--rm"]
+    # --rootfs is a switch: the first argument is then a root directory instead of an image.
+    cmd += ["--rootfs", str(rootfs), cid, "/bin/busybox", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False, stdin=subprocess.DEVNULL)
+
+
+def task_status(d: DaemonProcess, cid: str) -> str:
+    for line in d.ctr("tasks", "ls", namespace=NS).stdout.splitlines()[1:]:
+        parts = line.split()
+        if parts[0] == cid:
+            return parts[2]
+    return ""
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_run_prints_output_and_exit_code(daemon: DaemonProcess, rootfs: Path, runtime: str) -> None:
+    out = run(daemon, runtime, rootfs, "hello", "echo", "hello from a container")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "hello from a container"
+    failing = run(daemon, runtime, rootfs, "fails", "sh", "-c", "exit 3")
+    assert failing.returncode == 3, failing.stderr
+    assert daemon.ctr("containers", "ls", "-q", namespace=NS).stdout.strip() == ""
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_detached_exec_kill_delete(daemon: DaemonProcess, rootfs: Path, runtime: str) -> None:
+    started = run(daemon, runtime, rootfs, "sleeper", "sleep", "300", detach=True)
+    assert started.returncode == 0, started.stderr
+    assert task_status(daemon, "sleeper") == "RUNNING"
+    pids = daemon.ctr("tasks", "ps", "sleeper", namespace=NS).stdout
+    assert re.search(r"^\d+", pids.splitlines()[1]), pids
+    ex = daemon.ctr("tasks", "exec", "--exec-id", "e1", "sleeper", "/bin/busybox", "echo", "from exec", namespace=NS)
+    assert ex.stdout.strip() == "from exec"
+    daemon.ctr("tasks", "kill", "-s", "9", "sleeper", namespace=NS)
+    deadline = time.monotonic() + 10
+    while task_status(daemon, "sleeper") != "STOPPED" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert task_status(daemon, "sleeper") == "STOPPED"
+    daemon.ctr("tasks", "rm", "sleeper", namespace=NS)
+    daemon.ctr("containers", "rm", "sleeper", namespace=NS)
+    assert task_status(daemon, "sleeper") == ""
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_running_container_survives_daemon_kill9(rootfs: Path, runtime: str) -> None:
+    with running_daemon() as d:
+        try:
+            assert run(d, runtime, rootfs, "survivor", "sleep", "300", detach=True).returncode == 0
+            pid = int(d.ctr("tasks", "ls", namespace=NS).stdout.splitlines()[1].split()[1])
+            d.kill()
+            d.start()
+            assert task_status(d, "survivor") == "RUNNING"
+            assert Path(f"/proc/{pid}").exists()
+            d.ctr("tasks", "kill", "-s", "9", "survivor", namespace=NS)
+            deadline = time.monotonic() + 10
+            while task_status(d, "survivor") != "STOPPED" and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert task_status(d, "survivor") == "STOPPED"
+        finally:
+            cleanup_tasks(d)
+
+
+def test_unknown_runtime_is_a_clear_error(daemon: DaemonProcess, rootfs: Path) -> None:
+    out = run(daemon, "io.containerd.nonexistent.v9", rootfs, "bad", "true")
+    assert out.returncode != 0
+    assert "containerd-shim-nonexistent-v9" in out.stderr
+    assert shutil.which("containerd-shim-nonexistent-v9") is None
