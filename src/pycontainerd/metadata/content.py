@@ -29,7 +29,9 @@ from pycontainerd.namespaces import RequestContext, namespace_required
 
 if TYPE_CHECKING:
     import builtins
+import logging
 
+log = logging.getLogger(__name__)
 KIND = "content"
 Publish = Callable[[str, str, Message], object]
 
@@ -224,6 +226,8 @@ class ContentStore:
         if exists:
             raise AlreadyExists(f"content {expected}")
         inner = None if shared_size >= 0 else self.backend.writer(backend_ref(ns, ref), total=total, expected=expected)
+        if inner is not None and inner.offset > 0:
+            log.info("resuming ingest", extra={"namespace": ns, "ref": ref, "offset": inner.offset})
         return NamespacedWriter(self, ctx, ns, ref, inner, expected=expected, shared_size=shared_size, total=total)
 
     def _commit_record(
