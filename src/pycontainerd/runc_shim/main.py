@@ -128,7 +128,7 @@ async def serve(path: str, namespace: str, ttrpc_address: str, ready_fd: int) ->
     service = TaskService(
         reaper, namespace=namespace, runc_root=RUNC_ROOT, publish=publisher.publish, on_empty=stop.set
     )
-    server = Server(error_to_status=rpc_status)
+    server = Server(error_to_status=rpc_status, require_same_user=True)
     server.register(TASK_SERVICE, service.methods())
     await server.start(path)
     os.write(ready_fd, b"ok")

@@ -83,7 +83,7 @@ class Daemon:
     _grpc: grpc.aio.Server | None = None
     _ttrpc: Any = None
     _closers: list[Any] = field(default_factory=list)
-    _owned_sockets: list[Path] = field(default_factory=list)
+    _owned_sockets: list[tuple[Path, tuple[int, int] | None]] = field(default_factory=list)
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -178,16 +178,17 @@ class Daemon:
             raise StartupError(f"cannot listen on {self.address}")
         if g.tcp_address:
             server.add_insecure_port(g.tcp_address)
-        self._owned_sockets.append(self.address)
         await server.start()
+        self._owned_sockets.append((self.address, listen.identity(self.address)))
         listen.secure(self.address, g.uid, g.gid)
         self._grpc = server
 
     async def _serve_ttrpc(self) -> None:
         from pycontainerd.server.ttrpc_listener import start_ttrpc
 
-        self._owned_sockets.append(Path(self.config.ttrpc_address))
         self._ttrpc = await start_ttrpc(self.config, self.plugins)
+        ttrpc_path = Path(self.config.ttrpc_address)
+        self._owned_sockets.append((ttrpc_path, listen.identity(ttrpc_path)))
 
     async def wait(self) -> None:
         """Return once :meth:`stop` has completed."""
@@ -214,8 +215,8 @@ class Daemon:
         self._closers.clear()
         # Only sockets this daemon bound: a daemon refused at start must not delete the
         # socket of the daemon already serving there.
-        for path in self._owned_sockets:
-            listen.remove(path)
+        for path, ident in self._owned_sockets:
+            listen.remove(path, ident)
         self._owned_sockets.clear()
         self._stopped.set()
         log.info("containerd stopped", extra={"pid": os.getpid()})

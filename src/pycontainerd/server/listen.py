@@ -44,7 +44,21 @@ def secure(path: Path, uid: int, gid: int, mode: int = 0o660) -> None:
         os.chown(path, uid, gid)
 
 
-def remove(path: Path) -> None:
-    """Remove a socket file if it is still there."""
+def identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the socket file, to recognise it later; None if absent."""
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def remove(path: Path, expected: tuple[int, int] | None = None) -> None:
+    """Remove a socket file if it is still there (and, with ``expected``, still ours).
+
+    A daemon whose socket was replaced by another daemon's must not delete the newcomer's.
+    """
+    if expected is not None and identity(path) != expected:
+        return
     with contextlib.suppress(FileNotFoundError):
         path.unlink()

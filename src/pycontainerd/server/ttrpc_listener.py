@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 async def start_ttrpc(config: Config, plugins: PluginSet) -> Server:
     """Serve every ``io.containerd.ttrpc.v1`` plugin on the ttrpc socket."""
-    server = Server(error_to_status=rpc_status)
+    server = Server(error_to_status=rpc_status, require_same_user=True)
     for instance in plugins.get_all(types.TTRPC).values():
         register = getattr(instance, "register_ttrpc", None)
         if register is not None:

@@ -130,6 +130,8 @@ class Client:
             if scope.expired():
                 raise TTRPCError(Code.DEADLINE_EXCEEDED, "context deadline exceeded") from None
             raise
+        except TTRPCConnectionError:
+            raise  # already explained by the receiver (it is an OSError too)
         except OSError as exc:
             self._fail_all(f"ttrpc: closed: {exc}")
             raise TTRPCConnectionError(f"ttrpc: closed: {exc}") from exc

@@ -112,6 +112,7 @@ class Server:
         self._server: asyncio.Server | None = None
         self._connections: set[_Connection] = set()
         self._closing = False
+        self._bound: tuple[str, int, int] | None = None  # socket file we created: path, st_dev, st_ino
 
     def register(self, service: str, methods: MethodTable) -> None:
         """Add a service.
@@ -155,7 +156,10 @@ class Server:
         if sock is not None:
             self._server = await asyncio.start_unix_server(self._accept, sock=sock)
         elif path is not None:
-            self._server = await asyncio.start_unix_server(self._accept, path=os.fspath(path))
+            address = os.fspath(path)
+            self._server = await asyncio.start_unix_server(self._accept, path=address)
+            st = os.stat(address)
+            self._bound = (address, st.st_dev, st.st_ino)
 
     @property
     def sockets(self) -> tuple[socket.socket, ...]:
@@ -195,6 +199,20 @@ class Server:
         waiters = [conn.finished for conn in connections]
         if waiters:
             await asyncio.wait(waiters)
+        if self._server is not None:
+            await self._server.wait_closed()
+        self._unlink_socket()
+
+    def _unlink_socket(self) -> None:
+        # Like Go's listener, remove the socket file we created, unless someone replaced it.
+        if self._bound is None:
+            return
+        address, dev, ino = self._bound
+        self._bound = None
+        with contextlib.suppress(OSError):
+            st = os.stat(address)
+            if (st.st_dev, st.st_ino) == (dev, ino):
+                os.unlink(address)
 
     async def __aenter__(self) -> Server:
         return self
@@ -243,6 +261,7 @@ class Server:
             return self._status_response(exc)
 
     def _status_response(self, exc: BaseException) -> bytes:
+        log.debug("ttrpc: handler failed", exc_info=exc)
         if isinstance(exc, TTRPCError):
             code, message = int(exc.code), exc.message
         else:

@@ -120,6 +120,7 @@ def test_round_trip(sock_path: Path) -> None:
             assert await client.call(SERVICE, "Upper", StringValue(), StringValue) == StringValue()
 
     run(main())
+    assert not sock_path.exists()  # the server removes the socket file it created
 
 
 def test_fifty_concurrent_calls_on_one_connection(sock_path: Path) -> None:
@@ -386,7 +387,7 @@ def test_server_close_fails_pending_calls(sock_path: Path) -> None:
             await server.close()
             assert cancelled.is_set()
             for call in pending:
-                with pytest.raises(TTRPCConnectionError, match="closed"):
+                with pytest.raises(TTRPCConnectionError, match=r"^ttrpc: closed: connection closed by server$"):
                     await call
             assert client.closed
             assert "closed" in await client.wait_closed()
