@@ -70,8 +70,12 @@ class Unavailable(ContainerdError):
     default_message = "unavailable"
 
 
-class NotImplemented(ContainerdError):
-    """The operation is not supported by this implementation."""
+class Unimplemented(ContainerdError):
+    """The operation is not supported by this implementation (containerd's ErrNotImplemented).
+
+    Not named ``NotImplemented``: that shadows a builtin and linters "fix" ``raise
+    NotImplemented(...)`` into the builtin NotImplementedError.
+    """
 
     default_message = "not implemented"
 
@@ -127,7 +131,7 @@ ALL_KINDS: tuple[type[ContainerdError], ...] = (
     Conflict,
     NotModified,
     Unavailable,
-    NotImplemented,
+    Unimplemented,
     Aborted,
     OutOfRange,
     PermissionDenied,
@@ -145,7 +149,7 @@ _RPC_CODES: tuple[tuple[type[ContainerdError], int], ...] = (
     (AlreadyExists, 6),
     (FailedPrecondition, 9),  # Conflict and NotModified included, as containerd maps them
     (Unavailable, 14),
-    (NotImplemented, 12),
+    (Unimplemented, 12),
     (Aborted, 10),
     (OutOfRange, 11),
     (PermissionDenied, 7),

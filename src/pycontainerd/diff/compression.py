@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from typing import IO, TYPE_CHECKING
 
-from pycontainerd.errdefs import NotImplemented as NotImplementedKind
+from pycontainerd.errdefs import Unimplemented
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
@@ -76,7 +76,7 @@ def detect(media_type: str, head: bytes) -> str:
     if head.startswith(b"\x28\xb5\x2f\xfd"):
         return "zstd"
     if media_type.endswith(("+encrypted", ".encrypted")):
-        raise NotImplementedKind(f"unsupported layer media type {media_type}")
+        raise Unimplemented(f"unsupported layer media type {media_type}")
     return "none"
 
 

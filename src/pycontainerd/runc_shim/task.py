@@ -23,7 +23,7 @@ from pycontainerd.api.containerd.events import task_pb2 as ev
 from pycontainerd.api.containerd.runtime.task.v2 import shim_pb2 as pb
 from pycontainerd.api.containerd.types.task import task_pb2
 from pycontainerd.core.snapshots import Mount as CoreMount
-from pycontainerd.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from pycontainerd.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unimplemented
 from pycontainerd.runc_shim.process import Event, Process, State
 from pycontainerd.runc_shim.runc import Runc, Stdio
 from pycontainerd.snapshots import mount as mounting
@@ -206,9 +206,9 @@ class TaskService:
         if req.id in self._containers:
             raise AlreadyExists(f"container {req.id}")
         if req.terminal:
-            raise NotImplementedError("terminal (tty) tasks are not supported by containerd-shim-pyrunc-v2 yet")
+            raise Unimplemented("terminal (tty) tasks are not supported by containerd-shim-pyrunc-v2 yet")
         if req.checkpoint:
-            raise NotImplementedError("restore from checkpoint is not supported")
+            raise Unimplemented("restore from checkpoint is not supported")
         rootfs = os.path.join(req.bundle, "rootfs")
         runc = Runc(
             self._reaper, os.path.join(self._runc_root, self._namespace), log_path=os.path.join(req.bundle, "log.json")
@@ -280,7 +280,7 @@ class TaskService:
         if req.exec_id in c.execs:
             raise AlreadyExists(f"id {req.exec_id}")
         if req.terminal:
-            raise NotImplementedError("terminal (tty) execs are not supported by containerd-shim-pyrunc-v2 yet")
+            raise Unimplemented("terminal (tty) execs are not supported by containerd-shim-pyrunc-v2 yet")
         c.execs[req.exec_id] = Process(req.id, req.exec_id, stdin=req.stdin, stdout=req.stdout, stderr=req.stderr)
         c.exec_specs[req.exec_id] = req.spec.value
         self._publish("/tasks/exec-added", ev.TaskExecAdded(container_id=req.id, exec_id=req.exec_id))
@@ -385,11 +385,11 @@ class TaskService:
         return empty_pb2.Empty()
 
     async def checkpoint(self, ctx: Any, req: pb.CheckpointTaskRequest) -> empty_pb2.Empty:
-        raise NotImplementedError("checkpoint is not supported by containerd-shim-pyrunc-v2")
+        raise Unimplemented("checkpoint is not supported by containerd-shim-pyrunc-v2")
 
     async def resize_pty(self, ctx: Any, req: pb.ResizePtyRequest) -> empty_pb2.Empty:
         self._get(req.id).process(req.exec_id)
-        raise NotImplementedError("the process has no terminal")
+        raise Unimplemented("the process has no terminal")
 
     async def close_io(self, ctx: Any, req: pb.CloseIORequest) -> empty_pb2.Empty:
         c = self._get(req.id)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import tempfile
+import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pycontainerd.api.containerd.services.diff.v1 import diff_pb2 as pb
@@ -11,7 +14,8 @@ from pycontainerd.api.containerd.types import descriptor_pb2
 from pycontainerd.core.content import parse_digest
 from pycontainerd.core.snapshots import Mount
 from pycontainerd.diff.apply import apply_layer
-from pycontainerd.errdefs import FailedPrecondition, InvalidArgument
+from pycontainerd.diff.layer import COMPRESSORS, MEDIA_TYPE_GZIP, UNCOMPRESSED_LABEL, make_layer
+from pycontainerd.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, Unimplemented
 from pycontainerd.plugin import types
 from pycontainerd.plugin.registration import InitContext, Registration
 from pycontainerd.services._context import request_context
@@ -56,7 +60,43 @@ class DiffService(pb_grpc.DiffServicer):
         )
 
     async def Diff(self, request: pb.DiffRequest, context: Any) -> pb.DiffResponse:
-        raise NotImplementedError("creating diffs is not implemented yet")
+        ctx = request_context(context)
+        content = self._metadata.content
+        if content is None:
+            raise FailedPrecondition("no content store loaded")
+        media_type = request.media_type or MEDIA_TYPE_GZIP
+        if media_type not in COMPRESSORS:
+            raise Unimplemented(f"unsupported diff media type: {media_type}")
+        lower = [mount_from_pb(m) for m in request.left]
+        upper = [mount_from_pb(m) for m in request.right]
+        with tempfile.TemporaryDirectory(prefix="pycontainerd-diff-") as tmp:
+            layer = Path(tmp) / "layer"
+            made = await asyncio.to_thread(make_layer, lower, upper, layer, media_type)
+            labels = dict(request.labels)
+            if made.compressed:
+                labels[UNCOMPRESSED_LABEL] = made.uncompressed_digest
+            ref = request.ref or f"diff-{uuid.uuid4().hex}"
+            try:
+                writer = content.writer(ctx, ref, total=made.size, expected=made.digest)
+            except AlreadyExists:
+                pass  # the namespace already holds this exact layer
+            else:
+                try:
+                    await asyncio.to_thread(_copy_into, layer, writer)
+                    writer.commit(made.size, made.digest, labels)
+                except AlreadyExists:
+                    pass
+                finally:
+                    writer.close()
+        return pb.DiffResponse(
+            diff=descriptor_pb2.Descriptor(media_type=media_type, digest=made.digest, size=made.size)
+        )
+
+
+def _copy_into(path: Path, writer: Any) -> None:
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            writer.write(chunk)
 
 
 def _init(ctx: InitContext) -> DiffService:

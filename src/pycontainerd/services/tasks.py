@@ -11,7 +11,7 @@ from pycontainerd.api.containerd.runtime.task.v2 import shim_pb2
 from pycontainerd.api.containerd.services.tasks.v1 import tasks_pb2 as pb
 from pycontainerd.api.containerd.services.tasks.v1 import tasks_pb2_grpc as pb_grpc
 from pycontainerd.api.containerd.types.task import task_pb2
-from pycontainerd.errdefs import InvalidArgument, NotFound
+from pycontainerd.errdefs import InvalidArgument, NotFound, Unimplemented
 from pycontainerd.plugin import types
 from pycontainerd.plugin.registration import InitContext, Registration
 from pycontainerd.services._context import request_context
@@ -56,7 +56,7 @@ class TasksService(pb_grpc.TasksServicer):
         ctx = request_context(context)
         container = self._metadata.containers.get(ctx, request.container_id)
         if request.HasField("checkpoint") and request.checkpoint.digest:
-            raise NotImplementedError("restoring from a checkpoint is not implemented")
+            raise Unimplemented("restoring from a checkpoint is not implemented")
         options = None
         if request.HasField("options"):
             options = request.options.SerializeToString()
@@ -201,7 +201,7 @@ class TasksService(pb_grpc.TasksServicer):
         return pb.ListPidsResponse(processes=list(reply.processes))  # type: ignore[attr-defined]
 
     async def Checkpoint(self, request: pb.CheckpointTaskRequest, context: Any) -> pb.CheckpointTaskResponse:
-        raise NotImplementedError("checkpoint is not implemented")
+        raise Unimplemented("checkpoint is not implemented")
 
     async def Update(self, request: pb.UpdateTaskRequest, context: Any) -> empty_pb2.Empty:
         shim_req = shim_pb2.UpdateTaskRequest(id=request.container_id, annotations=dict(request.annotations))

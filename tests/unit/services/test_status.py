@@ -17,7 +17,7 @@ from pycontainerd.services._status import from_grpc, to_grpc
         (errdefs.Conflict("x"), grpc.StatusCode.FAILED_PRECONDITION),
         (errdefs.NotModified("x"), grpc.StatusCode.FAILED_PRECONDITION),
         (errdefs.Unavailable("x"), grpc.StatusCode.UNAVAILABLE),
-        (errdefs.NotImplemented("x"), grpc.StatusCode.UNIMPLEMENTED),
+        (errdefs.Unimplemented("x"), grpc.StatusCode.UNIMPLEMENTED),
         (errdefs.Canceled("x"), grpc.StatusCode.CANCELLED),
         (errdefs.DeadlineExceeded("x"), grpc.StatusCode.DEADLINE_EXCEEDED),
         (RuntimeError("boom"), grpc.StatusCode.UNKNOWN),

@@ -15,7 +15,7 @@ _BY_CODE: dict[int, type[errdefs.ContainerdError]] = {
     9: errdefs.FailedPrecondition,
     10: errdefs.Aborted,
     11: errdefs.OutOfRange,
-    12: errdefs.NotImplemented,
+    12: errdefs.Unimplemented,
     13: errdefs.Internal,
     14: errdefs.Unavailable,
 }
