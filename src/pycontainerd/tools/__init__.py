@@ -1,0 +1,1 @@
+"""Small tools shipped with pycontainerd (images for demos, tests and benchmarks)."""
