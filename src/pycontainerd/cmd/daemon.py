@@ -50,6 +50,17 @@ examples:
 """
 
 
+class _VersionAction(argparse.Action):
+    """Prints the version; the git revision is looked up only when asked (not at every start)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest=dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        print(f"pycontainerd {pkgversion.VERSION} {pkgversion.revision()}")
+        parser.exit()
+
+
 def _add_global_flags(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     default: Any = argparse.SUPPRESS if suppress else None
     parser.add_argument(

@@ -1,0 +1,319 @@
+#!/usr/bin/env python3
+"""pycontainerd side by side with the real containerd, driven by the same ctr, in one run.
+
+Each workload runs against both daemons, interleaved (A, B, A, B...), each daemon on private
+sockets with root and state in its own temp dir; results are medians (and p90) with the
+ratio pycontainerd / containerd. Machines are noisy: run it more than once.
+
+    sudo python3 bench/compare.py                 # every workload
+    sudo python3 bench/compare.py --only startup,version,memory --runs 5
+    sudo python3 bench/compare.py --json results.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+CTR = shutil.which("ctr") or "/usr/bin/ctr"
+CONTAINERD = shutil.which("containerd")
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Daemon:
+    """One daemon under test."""
+
+    name: str
+    argv_fn: Callable[[Path], list[str]]
+    base: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="bench-", dir="/tmp")))
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def sock(self) -> Path:
+        return self.base / "d.sock"
+
+    def write_config(self) -> Path:
+        cfg = self.base / "config.toml"
+        cfg.write_text(
+            "version = 2\n"
+            f'root = "{self.base}/root"\nstate = "{self.base}/state"\n'
+            'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n'
+            f'[grpc]\naddress = "{self.sock}"\n[ttrpc]\naddress = "{self.sock}.ttrpc"\n'
+            f'[debug]\naddress = "{self.base}/debug.sock"\nlevel = "warn"\n'
+        )
+        return cfg
+
+    def start(self) -> float:
+        """Start and return the seconds until ``ctr version`` first succeeds."""
+        cfg = self.write_config()
+        t0 = time.perf_counter()
+        self.proc = subprocess.Popen(self.argv_fn(cfg), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}")
+            if self.sock.exists() and self.ctr("version").returncode == 0:
+                return time.perf_counter() - t0
+            time.sleep(0.002)
+
+    def ctr(self, *args: str, ns: str = "bench", stdin: int | None = None) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            [CTR, "-a", str(self.sock), "-n", ns, *args], capture_output=True, timeout=600, check=False, stdin=stdin
+        )
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def reset(self) -> None:
+        """Stop and forget all state (unmounting anything left under the base dir)."""
+        self.stop()
+        subprocess.run(
+            ["sh", "-c", f"grep ' {self.base}' /proc/mounts | cut -d' ' -f2 | sort -r | xargs -r umount -l"],
+            check=False,
+            timeout=60,
+        )
+        shutil.rmtree(self.base, ignore_errors=True)
+        self.base.mkdir(parents=True)
+
+    def memory(self) -> tuple[int, int]:
+        """(RSS, PSS) of the daemon process in bytes."""
+        assert self.proc is not None
+        values = {}
+        for line in Path(f"/proc/{self.proc.pid}/smaps_rollup").read_text().splitlines():
+            parts = line.split()
+            if parts and parts[0] in ("Rss:", "Pss:"):
+                values[parts[0]] = int(parts[1]) * 1024
+        return values["Rss:"], values["Pss:"]
+
+
+def pycontainerd_argv(cfg: Path) -> list[str]:
+    return [sys.executable, "-m", "pycontainerd", "--config", str(cfg)]
+
+
+def containerd_argv(cfg: Path) -> list[str]:
+    assert CONTAINERD is not None
+    return [CONTAINERD, "--config", str(cfg)]
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+def p90(xs: list[float]) -> float:
+    return sorted(xs)[max(0, round(0.9 * len(xs)) - 1)]
+
+
+Result = dict[str, list[float]]
+
+
+def w_startup(daemons: list[Daemon], runs: int) -> Result:
+    out: Result = {d.name: [] for d in daemons}
+    for _ in range(runs):
+        for d in daemons:
+            d.reset()
+            out[d.name].append(d.start())
+            d.stop()
+    return out
+
+
+def w_version(daemons: list[Daemon], runs: int) -> Result:
+    out: Result = {d.name: [] for d in daemons}
+    for d in daemons:
+        d.reset()
+        d.start()
+    for _ in range(runs * 20):
+        for d in daemons:
+            t0 = time.perf_counter()
+            assert d.ctr("version").returncode == 0
+            out[d.name].append(time.perf_counter() - t0)
+    return out
+
+
+def w_memory(daemons: list[Daemon], runs: int) -> Result:
+    out: Result = {}
+    for d in daemons:
+        d.reset()
+        d.start()
+        d.ctr("version")
+        time.sleep(1.0)
+        rss, pss = d.memory()
+        out[f"{d.name} rss"] = [rss / 2**20]
+        out[f"{d.name} pss"] = [pss / 2**20]
+    return out
+
+
+def _big_file() -> Path:
+    path = Path("/tmp/bench-1g.bin")
+    if not path.exists() or path.stat().st_size != 1 << 30:
+        chunk = os.urandom(16 << 20)
+        with path.open("wb") as fh:
+            for i in range(64):
+                fh.write(i.to_bytes(8, "big") + chunk[8:])
+    return path
+
+
+def w_ingest(daemons: list[Daemon], runs: int) -> Result:
+    path = _big_file()
+    out: Result = {d.name: [] for d in daemons}
+    for d in daemons:
+        d.reset()
+        d.start()
+    for i in range(runs):
+        for d in daemons:
+            with path.open("rb") as fh:
+                t0 = time.perf_counter()
+                res = d.ctr("content", "ingest", f"big-{i}", stdin=fh.fileno())
+                elapsed = time.perf_counter() - t0
+            assert res.returncode == 0, res.stderr
+            out[d.name].append((1 << 30) / elapsed / 1e6)
+            d.ctr("content", "rm", "sha256:" + _digest(path))
+    return out
+
+
+def _digest(path: Path) -> str:
+    cached = path.with_suffix(".sha256")
+    if cached.exists():
+        return cached.read_text()
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(16 << 20):
+            h.update(chunk)
+    cached.write_text(h.hexdigest())
+    return h.hexdigest()
+
+
+def _fill(d: Daemon, count: int) -> None:
+    sys.path.insert(0, str(REPO / "src"))
+    import grpc
+
+    from pycontainerd.api.containerd.services.content.v1 import content_pb2, content_pb2_grpc
+
+    md = (("containerd-namespace", "bench"),)
+    with grpc.insecure_channel(f"unix:{d.sock}") as ch:
+        stub = content_pb2_grpc.ContentStub(ch)
+        for i in range(count):
+            data = f"blob {i}".encode()
+            dg = "sha256:" + hashlib.sha256(data).hexdigest()
+            req = content_pb2.WriteContentRequest(
+                action=content_pb2.COMMIT,
+                ref=f"fill-{i}",
+                total=len(data),
+                expected=dg,
+                data=data,
+                labels={"containerd.io/gc.root": "1"},
+            )
+            list(stub.Write(iter([req]), metadata=md))
+
+
+def w_content_ls(daemons: list[Daemon], runs: int) -> Result:
+    out: Result = {d.name: [] for d in daemons}
+    for d in daemons:
+        d.reset()
+        d.start()
+        _fill(d, 10_000)
+    for _ in range(runs):
+        for d in daemons:
+            t0 = time.perf_counter()
+            res = d.ctr("content", "ls", "-q")
+            out[d.name].append(time.perf_counter() - t0)
+            assert res.stdout.count(b"\n") >= 10_000, res.stdout[-200:]
+    return out
+
+
+def _image(path: Path) -> Path:
+    if not path.exists():
+        subprocess.run(
+            [sys.executable, "-m", "pycontainerd.tools.busybox", str(path), "--ref", "docker.io/library/busybox:bench"],
+            check=True,
+            capture_output=True,
+            cwd=REPO,
+        )
+    return path
+
+
+def w_run(daemons: list[Daemon], runs: int) -> Result:
+    image = _image(Path("/tmp/bench-busybox.tar"))
+    out: Result = {d.name: [] for d in daemons}
+    for d in daemons:
+        d.reset()
+        d.start()
+        assert d.ctr("images", "import", str(image)).returncode == 0
+    for i in range(runs * 4):
+        for d in daemons:
+            t0 = time.perf_counter()
+            res = d.ctr("run", "--rm", "docker.io/library/busybox:bench", f"r{i}", "true")
+            out[d.name].append(time.perf_counter() - t0)
+            assert res.returncode == 0, res.stderr
+    return out
+
+
+WORKLOADS: dict[str, tuple[str, str, Callable[[list[Daemon], int], Result]]] = {
+    "startup": ("daemon start-up (exec until ctr version answers)", "s", w_startup),
+    "version": ("ctr version latency", "s", w_version),
+    "memory": ("idle memory after start-up", "MiB", w_memory),
+    "ingest": ("ctr content ingest 1 GiB", "MB/s", w_ingest),
+    "content-ls": ("ctr content ls with 10,000 blobs", "s", w_content_ls),
+    "run": ("ctr run --rm busybox true (Go shim both sides)", "s", w_run),
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--only", default=",".join(WORKLOADS), help="comma-separated workloads")
+    parser.add_argument("--json", type=Path, help="also write the raw results here")
+    parser.add_argument("--no-containerd", action="store_true", help="measure pycontainerd alone")
+    args = parser.parse_args()
+    daemons = [Daemon("pycontainerd", pycontainerd_argv)]
+    if CONTAINERD and not args.no_containerd:
+        daemons.append(Daemon("containerd", containerd_argv))
+    results: dict[str, Result] = {}
+    try:
+        for key in args.only.split(","):
+            title, unit, fn = WORKLOADS[key]
+            print(f"== {title}", flush=True)
+            res = fn(daemons, args.runs)
+            results[key] = res
+            for name, values in res.items():
+                print(f"   {name:<22} median {median(values):10.4f} {unit}   p90 {p90(values):10.4f}   n={len(values)}")
+            names = [d.name for d in daemons]
+            if len(names) == 2 and all(n in res for n in names):
+                ratio = median(res[names[0]]) / median(res[names[1]])
+                print(f"   ratio pycontainerd/containerd: {ratio:.2f}")
+            elif key == "memory" and len(daemons) == 2:
+                for kind in ("rss", "pss"):
+                    ratio = median(res[f"pycontainerd {kind}"]) / median(res[f"containerd {kind}"])
+                    print(f"   ratio {kind} pycontainerd/containerd: {ratio:.2f}")
+    finally:
+        for d in daemons:
+            d.reset()
+            shutil.rmtree(d.base, ignore_errors=True)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
