@@ -22,10 +22,15 @@ else
   done
 fi
 
+IMAGE=/run/pycontainerd/busybox.tar
+[[ -f $IMAGE ]] || .venv/bin/python -m pycontainerd.tools.busybox "$IMAGE" >/dev/null
+
 set -x
 ctr -a "$SOCK" version
 ctr -a "$SOCK" plugins ls
-ctr -a "$SOCK" namespaces create demo purpose=readme 2>/dev/null || true
-ctr -a "$SOCK" namespaces ls
+ctr -a "$SOCK" images import "$IMAGE"
+ctr -a "$SOCK" run --rm docker.io/library/busybox:latest demo-go-shim echo "hello from a container (Debian's Go shim)"
+ctr -a "$SOCK" run --rm --runtime io.containerd.pyrunc.v2 docker.io/library/busybox:latest demo-py-shim \
+  echo "hello from a container (containerd-shim-pyrunc-v2)"
 { set +x; } 2>/dev/null
 echo "==> pycontainerd is running (pid $(cat "$PIDFILE" 2>/dev/null || echo '?')) on $SOCK"
