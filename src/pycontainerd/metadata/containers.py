@@ -105,13 +105,7 @@ class ContainerStore:
         self._on_dirty = on_dirty
 
     def _emit(self, tx: Tx, ns: str, topic: str, event: Message) -> None:
-        if self._publish is not None:
-            publish = self._publish
-
-            def send() -> None:
-                publish(ns, topic, event)
-
-            tx.after_commit(send)
+        tx.publish_after_commit(self._publish, ns, topic, event)
 
     @staticmethod
     def _read(tx: Tx, ns: str, cid: str) -> Container | None:

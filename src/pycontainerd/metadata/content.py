@@ -185,13 +185,7 @@ class ContentStore:
             self._emit(tx, ns, "/content/delete", content_events.ContentDelete(digest=digest))
 
     def _emit(self, tx: Tx, ns: str, topic: str, event: Message) -> None:
-        if self._publish is not None:
-            publish = self._publish
-
-            def send() -> None:
-                publish(ns, topic, event)
-
-            tx.after_commit(send)
+        tx.publish_after_commit(self._publish, ns, topic, event)
 
     # -- ingests -------------------------------------------------------------------------
 

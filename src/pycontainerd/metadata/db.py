@@ -17,6 +17,9 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from pycontainerd.errdefs import FailedPrecondition
+
+if TYPE_CHECKING:
+    from google.protobuf.message import Message
 from pycontainerd.metadata.schema import MIGRATIONS, SCHEMA_VERSION
 
 if TYPE_CHECKING:
@@ -43,6 +46,17 @@ class Tx:
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once the transaction has committed."""
         self._after.append(callback)
+
+    def publish_after_commit(
+        self, publish: Callable[[str, str, Message], object] | None, namespace: str, topic: str, event: Message
+    ) -> None:
+        """Publish ``event`` once the transaction has committed (never for a rolled-back one)."""
+        if publish is not None:
+
+            def send() -> None:
+                publish(namespace, topic, event)
+
+            self._after.append(send)
 
 
 class DB:

@@ -76,13 +76,7 @@ class NamespacedSnapshotter:
         self._on_dirty = on_dirty
 
     def _emit(self, tx: Tx, ns: str, topic: str, event: Message) -> None:
-        if self._publish is not None:
-            publish = self._publish
-
-            def send() -> None:
-                publish(ns, topic, event)
-
-            tx.after_commit(send)
+        tx.publish_after_commit(self._publish, ns, topic, event)
 
     def _row(self, tx: Tx, ns: str, key: str) -> tuple[str, str, int, int, int] | None:
         row = tx.execute(
