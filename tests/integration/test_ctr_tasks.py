@@ -118,3 +118,55 @@ def test_unknown_runtime_is_a_clear_error(daemon: DaemonProcess, rootfs: Path) -
     assert out.returncode != 0
     assert "containerd-shim-nonexistent-v9" in out.stderr
     assert shutil.which("containerd-shim-nonexistent-v9") is None
+
+
+def test_grouped_containers_share_one_python_shim(daemon: DaemonProcess, rootfs: Path) -> None:
+    def run_grouped(cid: str) -> None:
+        cmd = [
+            CTR,
+            "-a",
+            str(daemon.address),
+            "-n",
+            NS,
+            "run",
+            "-d",
+            "--runtime",
+            "io.containerd.pyrunc.v2",
+            "--annotation",
+            "io.containerd.runc.v2.group=pod1",
+            "--rootfs",
+            str(rootfs),
+            cid,
+            "/bin/busybox",
+            "sleep",
+            "300",
+        ]
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False, stdin=subprocess.DEVNULL)
+        assert result.returncode == 0, result.stderr
+
+    run_grouped("g1")
+    run_grouped("g2")
+    bundles = daemon.state / "io.containerd.runtime.v2.task" / NS
+    address = (bundles / "g1" / "address").read_text()
+    assert (bundles / "g2" / "address").read_text() == address, "one shim for the group"
+    shim_pid = int((bundles / "g1" / "shim.pid").read_text())
+    for cid in ("g1", "g2"):
+        daemon.ctr("tasks", "kill", "-s", "9", cid, namespace=NS)
+    deadline = time.monotonic() + 10
+    while {task_status(daemon, c) for c in ("g1", "g2")} != {"STOPPED"} and time.monotonic() < deadline:
+        time.sleep(0.1)
+    daemon.ctr("tasks", "rm", "g1", namespace=NS)
+    assert Path(f"/proc/{shim_pid}").exists(), "the shim stays while it serves g2"
+    assert task_status(daemon, "g2") == "STOPPED"
+    daemon.ctr("tasks", "rm", "g2", namespace=NS)
+    deadline = time.monotonic() + 10
+    while (
+        Path(f"/proc/{shim_pid}/status").exists()
+        and "zombie" not in Path(f"/proc/{shim_pid}/status").read_text()
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.1)
+    status = Path(f"/proc/{shim_pid}/status")
+    assert not status.exists() or "zombie" in status.read_text(), "the last task gone, the shim exits"
+    for cid in ("g1", "g2"):
+        daemon.ctr("containers", "rm", cid, namespace=NS)

@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
 import os
 import signal
@@ -44,6 +45,38 @@ def socket_path(address: str, namespace: str, group: str) -> str:
     """Where a shim of ``group`` listens: stable, so a second ``start`` finds the same shim."""
     digest = hashlib.sha256(f"{address}/{namespace}/{group}".encode()).hexdigest()[:32]
     return os.path.join(SOCKET_DIR, digest)
+
+
+GROUP_ANNOTATIONS = ("io.containerd.runc.v2.group", "io.kubernetes.cri.sandbox-id")
+
+
+def group_of(bundle: str, task_id: str) -> str:
+    """Which shim serves this task: its group (a pod, or an explicit group) or the task itself.
+
+    Like the Go shim, containers of one group share one shim process, which saves a shim's
+    memory per container.
+    """
+    try:
+        with open(os.path.join(bundle, "config.json"), "rb") as fh:
+            annotations = json.load(fh).get("annotations") or {}
+    except (OSError, ValueError):
+        return task_id
+    for key in GROUP_ANNOTATIONS:
+        if annotations.get(key):
+            return str(annotations[key])
+    return task_id
+
+
+def _listening(path: str) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(1.0)
+        try:
+            sock.connect(path)
+        except OSError:
+            return False
+        return True
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -159,8 +192,15 @@ def start(args: argparse.Namespace) -> int:
     """Fork the shim server and print its address once it listens."""
     sys.stdin.buffer.read()  # runtime options (unused by this shim)
     bundle = os.getcwd()
-    path = args.socket or socket_path(args.address, args.namespace, args.id)
+    path = args.socket or socket_path(args.address, args.namespace, group_of(bundle, args.id))
     os.makedirs(os.path.dirname(path), mode=0o711, exist_ok=True)
+    if _listening(path):
+        # The group's shim is already running: it serves this task too.
+        sys.stdout.write(f"unix://{path}")
+        sys.stdout.flush()
+        return 0
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)  # a stale socket from a shim that died
     ttrpc_address = os.environ.get("TTRPC_ADDRESS", f"{args.address}.ttrpc")
     read_fd, write_fd = os.pipe()
     pid = os.fork()

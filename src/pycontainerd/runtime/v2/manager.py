@@ -156,7 +156,8 @@ class TaskManager:
         """Undo a half-created task: stop the shim, clean up, remove the bundle."""
         if client is not None:
             try:
-                await client.call("Shutdown", shim_pb2.ShutdownRequest(id=bundle.id, now=True), empty_pb2.Empty, 5)
+                # not "now": a grouped shim may serve other tasks; an empty one exits anyway
+                await client.call("Shutdown", shim_pb2.ShutdownRequest(id=bundle.id), empty_pb2.Empty, 5)
             except Exception:
                 log.debug("shutdown of abandoned shim failed", exc_info=True)
             await client.close()
