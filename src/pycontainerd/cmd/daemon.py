@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from pycontainerd.plugin.registration import Registration
 
 DEFAULT_CONFIG_PATH = Path("/etc/pycontainerd/config.toml")
+DEFAULT_TTRPC_ADDRESS = "/run/pycontainerd/pycontainerd.sock.ttrpc"
 
 DESCRIPTION = """\
 pycontainerd: containerd, the container runtime daemon, in Python.
@@ -104,6 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_global_flags(default, suppress=True)
     dump = cfg_sub.add_parser("dump", help="print the effective configuration: file, imports and flags merged")
     _add_global_flags(dump, suppress=True)
+    publish = sub.add_parser(
+        "publish",
+        help="forward one event (a serialized Any on stdin) to a daemon's ttrpc socket; shims call this",
+        description="The -publish-binary hook of runtime v2 shims: reads a serialized google.protobuf.Any from "
+        "stdin and forwards it as an event, like `containerd publish`. --address is the ttrpc socket.",
+    )
+    publish.add_argument("--topic", required=True, help="event topic, e.g. /tasks/exit")
+    publish.add_argument("--namespace", required=True, help="namespace the event belongs to")
     return parser
 
 
@@ -166,6 +175,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "config":
             return _config_command(args)
+        if args.command == "publish":
+            from pycontainerd.cmd.publish import publish
+
+            return publish(args.address or DEFAULT_TTRPC_ADDRESS, args.topic, args.namespace, sys.stdin.buffer.read())
         loaded = load_config(args)
     except (ConfigError, ValueError, PluginLoadError) as exc:
         print(f"pycontainerd: invalid configuration: {exc}", file=sys.stderr)
