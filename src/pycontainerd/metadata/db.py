@@ -72,6 +72,8 @@ class DB:
         self._conn.execute("PRAGMA foreign_keys=ON")
         self._conn.execute("PRAGMA busy_timeout=5000")
         self._migrate()
+        # Bumped by every committed write: readers may cache results while it stays the same.
+        self.generation = 0
 
     def _migrate(self) -> None:
         version = int(self._conn.execute("PRAGMA user_version").fetchone()[0])
@@ -106,6 +108,7 @@ class DB:
             self._conn.execute("ROLLBACK")
             raise
         self._conn.execute("COMMIT")
+        self.generation += 1
         for callback in tx._after:
             callback()
 

