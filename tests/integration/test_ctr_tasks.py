@@ -170,3 +170,38 @@ def test_grouped_containers_share_one_python_shim(daemon: DaemonProcess, rootfs:
     assert not status.exists() or "zombie" in status.read_text(), "the last task gone, the shim exits"
     for cid in ("g1", "g2"):
         daemon.ctr("containers", "rm", cid, namespace=NS)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_killed_shim_is_cleaned_up(daemon: DaemonProcess, rootfs: Path, runtime: str) -> None:
+    assert run(daemon, runtime, rootfs, "orphan", "sleep", "300", detach=True).returncode == 0
+    bundle = daemon.state / "io.containerd.runtime.v2.task" / NS / "orphan"
+    pid_file = bundle / "shim.pid"
+    if pid_file.exists():
+        shim_pid = int(pid_file.read_text())
+    else:  # Debian's Go shim keeps its pid to itself: find it by its command line
+        found = subprocess.run(
+            ["pgrep", "-f", "containerd-shim-runc-v2 .*-id orphan"], capture_output=True, text=True, check=False
+        )
+        shim_pid = int(found.stdout.split()[0])
+    task_pid = int(daemon.ctr("tasks", "ls", namespace=NS).stdout.splitlines()[1].split()[1])
+    with subprocess.Popen([CTR, "-a", str(daemon.address), "events"], stdout=subprocess.PIPE, text=True) as events:
+        try:
+            time.sleep(0.3)
+            subprocess.run(["kill", "-9", str(shim_pid)], check=True, timeout=10)
+            deadline = time.monotonic() + 15
+            while (bundle.exists() or task_status(daemon, "orphan")) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            time.sleep(0.5)
+        finally:
+            events.terminate()
+        text, _ = events.communicate(timeout=10)
+    assert task_status(daemon, "orphan") == "", "the task of a dead shim is gone"
+    assert "/tasks/exit" in text
+    assert not bundle.exists()
+    assert str(bundle) not in Path("/proc/mounts").read_text(), "no rootfs mount leaked"
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{task_pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not Path(f"/proc/{task_pid}").exists() or "zombie" in Path(f"/proc/{task_pid}/status").read_text()
+    daemon.ctr("containers", "rm", "orphan", namespace=NS)

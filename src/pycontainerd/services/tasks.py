@@ -11,7 +11,7 @@ from pycontainerd.api.containerd.runtime.task.v2 import shim_pb2
 from pycontainerd.api.containerd.services.tasks.v1 import tasks_pb2 as pb
 from pycontainerd.api.containerd.services.tasks.v1 import tasks_pb2_grpc as pb_grpc
 from pycontainerd.api.containerd.types.task import task_pb2
-from pycontainerd.errdefs import InvalidArgument, NotFound, Unimplemented
+from pycontainerd.errdefs import InvalidArgument, NotFound, Unavailable, Unimplemented
 from pycontainerd.plugin import types
 from pycontainerd.plugin.registration import InitContext, Registration
 from pycontainerd.services._context import request_context
@@ -126,8 +126,8 @@ class TasksService(pb_grpc.TasksServicer):
         for task in self._manager.list(ctx):
             try:
                 proc = await self._state(ctx, task.id)
-            except NotFound:
-                continue
+            except (NotFound, Unavailable):
+                continue  # gone, or its shim just died (being cleaned up)
 
             def field(path: Any, p: task_pb2.Process = proc) -> str | None:
                 if list(path) in (["id"], ["container_id"]):

@@ -30,5 +30,5 @@ def from_ttrpc(exc: BaseException) -> errdefs.ContainerdError:
     if isinstance(code, int) and code in _BY_CODE:
         return _BY_CODE[code](message)
     if isinstance(exc, (ConnectionError, EOFError, OSError)):
-        return errdefs.Unavailable(f"ttrpc: closed: {message}")
+        return errdefs.Unavailable(message if message.startswith("ttrpc:") else f"ttrpc: closed: {message}")
     return errdefs.Unknown(message)

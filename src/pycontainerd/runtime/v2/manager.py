@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from google.protobuf import empty_pb2, timestamp_pb2
 
+from pycontainerd.aio import spawn
 from pycontainerd.api.containerd.events import task_pb2 as task_events
 from pycontainerd.api.containerd.runtime.task.v2 import shim_pb2
 from pycontainerd.errdefs import AlreadyExists, FailedPrecondition, NotFound, Unavailable
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 DEAD_SHIM_EXIT_STATUS = 255
 SHUTDOWN_TIMEOUT = 10.0
+RESTORE_TIMEOUT = 5.0
 
 
 @dataclass(slots=True)
@@ -76,6 +78,7 @@ class TaskManager:
         self._publish = publish
         self._debug = debug
         self._tasks: dict[tuple[str, str], ShimTask] = {}
+        self._closing = False
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     def _lock(self, key: tuple[str, str]) -> asyncio.Lock:
@@ -148,6 +151,7 @@ class TaskManager:
                 raise
             task = ShimTask(bundle, client, binary, runtime, shim_log, reply.pid)
             self._tasks[key] = task
+            self._watch(task)
             return task
 
     async def _abandon(
@@ -235,37 +239,67 @@ class TaskManager:
             )
         return reply
 
+    def _watch(self, task: ShimTask) -> None:
+        """Notice a shim that dies under its task: clean up and report the task stopped."""
+
+        async def watch() -> None:
+            reason = await task.client.wait_closed()
+            key = (task.namespace, task.id)
+            if self._closing or self._tasks.get(key) is not task or self._lock(key).locked():
+                return  # we closed it ourselves (delete or shutdown)
+            async with self._lock(key):
+                if self._tasks.get(key) is not task:
+                    return
+                log.warning("shim of %s/%s died: %s", task.namespace, task.id, reason)
+                await self._cleanup_dead(task)
+                if task.shim_log is not None:
+                    task.shim_log.close()
+                task.bundle.delete()
+                del self._tasks[key]
+
+        spawn(watch(), name=f"shim-watch-{task.id}")
+
     async def restore(self) -> None:
-        """Reconnect to the shims of a previous daemon run; clean up after dead ones."""
-        for bundle in bundles.load_bundles(self._state_root, self._root):
-            boot = bundle.read_bootstrap()
-            binary = bundle.read(bundles.SHIM_BINARY)
-            runtime = bundle.read(bundles.RUNTIME)
-            if boot is None:
-                bundle.delete()
-                continue
-            address, protocol, version = boot
-            try:
-                shim_log = ShimLog(bundle)
-            except OSError:
-                shim_log = None
-            try:
-                client = await ShimClient.connect(Bootstrap(address, protocol, version), bundle.namespace)
-                state = await client.call("State", shim_pb2.StateRequest(id=bundle.id), shim_pb2.StateResponse, 10)
-            except Exception as exc:
-                log.warning("shim for %s/%s is gone: %s", bundle.namespace, bundle.id, exc)
-                dead = ShimTask(bundle, ShimClient(_Closed(), bundle.namespace, version), binary, runtime, shim_log)
-                await self._cleanup_dead(dead)
-                if shim_log is not None:
-                    shim_log.close()
-                bundle.delete()
-                continue
-            task = ShimTask(bundle, client, binary, runtime, shim_log, state.pid)
-            self._tasks[(bundle.namespace, bundle.id)] = task
-            log.info("reconnected to shim", extra={"namespace": bundle.namespace, "id": bundle.id, "pid": state.pid})
+        """Reconnect to the shims of a previous daemon run, concurrently; clean up after dead ones."""
+        bundles_found = bundles.load_bundles(self._state_root, self._root)
+        await asyncio.gather(*(self._restore_one(b) for b in bundles_found))
+
+    async def _restore_one(self, bundle: bundles.Bundle) -> None:
+        boot = bundle.read_bootstrap()
+        binary = bundle.read(bundles.SHIM_BINARY)
+        runtime = bundle.read(bundles.RUNTIME)
+        if boot is None:
+            bundle.delete()
+            return
+        address, protocol, version = boot
+        try:
+            shim_log: ShimLog | None = ShimLog(bundle)
+        except OSError:
+            shim_log = None
+        try:
+            # A dead shim's socket refuses at once; a hung one must not hold up start-up.
+            client = await asyncio.wait_for(
+                ShimClient.connect(Bootstrap(address, protocol, version), bundle.namespace), RESTORE_TIMEOUT
+            )
+            state = await client.call(
+                "State", shim_pb2.StateRequest(id=bundle.id), shim_pb2.StateResponse, RESTORE_TIMEOUT
+            )
+        except Exception as exc:
+            log.warning("shim for %s/%s is gone: %s", bundle.namespace, bundle.id, exc)
+            dead = ShimTask(bundle, ShimClient(_Closed(), bundle.namespace, version), binary, runtime, shim_log)
+            await self._cleanup_dead(dead)
+            if shim_log is not None:
+                shim_log.close()
+            bundle.delete()
+            return
+        task = ShimTask(bundle, client, binary, runtime, shim_log, state.pid)
+        self._tasks[(bundle.namespace, bundle.id)] = task
+        self._watch(task)
+        log.info("reconnected to shim", extra={"namespace": bundle.namespace, "id": bundle.id, "pid": state.pid})
 
     async def close(self) -> None:
         """Disconnect from every shim; shims and their containers keep running."""
+        self._closing = True
         for task in self._tasks.values():
             await task.client.close()
             if task.shim_log is not None:

@@ -251,3 +251,8 @@ class ShimClient:
     async def close(self) -> None:
         """Close the connection (the shim keeps running)."""
         await self._client.close()
+
+    async def wait_closed(self) -> str:
+        """Return (with the reason) once the connection is gone, e.g. because the shim died."""
+        reason: str = await self._client.wait_closed()
+        return reason
