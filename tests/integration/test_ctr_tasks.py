@@ -205,3 +205,24 @@ def test_killed_shim_is_cleaned_up(daemon: DaemonProcess, rootfs: Path, runtime:
         time.sleep(0.1)
     assert not Path(f"/proc/{task_pid}").exists() or "zombie" in Path(f"/proc/{task_pid}/status").read_text()
     daemon.ctr("containers", "rm", "orphan", namespace=NS)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_run_with_a_tty(daemon: DaemonProcess, rootfs: Path, runtime: str) -> None:
+    # `script` gives ctr a pseudo-terminal, as a user's shell would; ctr then asks for a tty
+    # (and resizes it to ours), and the container sees /dev/pts/N.
+    ctr_cmd = (
+        f"{CTR} -a {daemon.address} -n {NS} run -t --rm --runtime {runtime} --rootfs {rootfs} tty1 "
+        "/bin/busybox sh -c 'tty; echo done-with-tty'"
+    )
+    result = subprocess.run(
+        ["script", "-qec", ctr_cmd, "/dev/null"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"/dev/pts/\d+", result.stdout), result.stdout
+    assert "done-with-tty" in result.stdout

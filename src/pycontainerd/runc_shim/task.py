@@ -24,12 +24,13 @@ from pycontainerd.api.containerd.runtime.task.v2 import shim_pb2 as pb
 from pycontainerd.api.containerd.types.task import task_pb2
 from pycontainerd.core.snapshots import Mount as CoreMount
 from pycontainerd.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unimplemented
+from pycontainerd.runc_shim.console import Console, ConsoleSocket, resize
 from pycontainerd.runc_shim.process import Event, Process, State
 from pycontainerd.runc_shim.runc import Runc, Stdio
 from pycontainerd.snapshots import mount as mounting
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
     from google.protobuf.message import Message
 
@@ -55,6 +56,27 @@ def _open_stdio(stdin: str, stdout: str, stderr: str) -> tuple[Stdio, list[int]]
         return fd
 
     return Stdio(open_path(stdin, True), open_path(stdout, False), open_path(stderr, False)), fds
+
+
+async def _with_console(
+    terminal: bool, run: Callable[[str], Awaitable[None]], stdin: str, stdout: str
+) -> Console | None:
+    """Run a runc create/exec, with a console socket when ``terminal``; returns the console."""
+    if not terminal:
+        await run("")
+        return None
+    sock = ConsoleSocket()
+    try:
+        receiving = asyncio.ensure_future(asyncio.to_thread(sock.receive_master))
+        try:
+            await run(sock.path)
+        except BaseException:
+            receiving.cancel()
+            raise
+        master = await receiving
+    finally:
+        sock.close()
+    return Console(master, stdin, stdout)
 
 
 def _read_pid(path: str) -> int:
@@ -102,6 +124,7 @@ class Container:
     exec_specs: dict[str, bytes] = field(default_factory=dict)
     fds: dict[str, list[int]] = field(default_factory=dict)
     waiters: dict[str, list[asyncio.Future[None]]] = field(default_factory=dict)
+    consoles: dict[str, Console] = field(default_factory=dict)
 
     def process(self, exec_id: str) -> Process:
         if not exec_id:
@@ -205,8 +228,6 @@ class TaskService:
     async def create(self, ctx: Any, req: pb.CreateTaskRequest) -> pb.CreateTaskResponse:
         if req.id in self._containers:
             raise AlreadyExists(f"container {req.id}")
-        if req.terminal:
-            raise Unimplemented("terminal (tty) tasks are not supported by containerd-shim-pyrunc-v2 yet")
         if req.checkpoint:
             raise Unimplemented("restore from checkpoint is not supported")
         rootfs = os.path.join(req.bundle, "rootfs")
@@ -218,10 +239,15 @@ class TaskService:
         if req.rootfs:
             await asyncio.to_thread(mount_rootfs, list(req.rootfs), rootfs)
             mounted = True
-        stdio, fds = _open_stdio(req.stdin, req.stdout, req.stderr)
+        stdio, fds = (Stdio(), []) if req.terminal else _open_stdio(req.stdin, req.stdout, req.stderr)
         pid_file = os.path.join(req.bundle, "init.pid")
         try:
-            await runc.create(req.id, req.bundle, pid_file=pid_file, stdio=stdio)
+            console = await _with_console(
+                req.terminal,
+                lambda sock: runc.create(req.id, req.bundle, pid_file=pid_file, stdio=stdio, console_socket=sock),
+                req.stdin,
+                req.stdout,
+            )
         except BaseException:
             for fd in fds:
                 os.close(fd)
@@ -232,6 +258,8 @@ class TaskService:
         init = Process(req.id, pid=pid, stdin=req.stdin, stdout=req.stdout, stderr=req.stderr, terminal=req.terminal)
         c = Container(req.id, req.bundle, runc, init, rootfs_mounted=mounted)
         c.fds[""] = fds
+        if console is not None:
+            c.consoles[""] = console
         self._containers[req.id] = c
         self._publish(
             "/tasks/create",
@@ -257,15 +285,23 @@ class TaskService:
             return pb.StartResponse(pid=proc.pid)
         if c.init.state is not State.RUNNING:
             raise FailedPrecondition(f"container {req.id} is not running")
-        stdio, fds = _open_stdio(proc.stdin, proc.stdout, proc.stderr)
+        stdio, fds = (Stdio(), []) if proc.terminal else _open_stdio(proc.stdin, proc.stdout, proc.stderr)
         pid_file = os.path.join(c.bundle, f"{req.exec_id}.pid")
+        spec = c.exec_specs[req.exec_id]
         try:
-            await c.runc.exec(req.id, c.exec_specs[req.exec_id], pid_file=pid_file, stdio=stdio)
+            console = await _with_console(
+                proc.terminal,
+                lambda sock: c.runc.exec(req.id, spec, pid_file=pid_file, stdio=stdio, console_socket=sock),
+                proc.stdin,
+                proc.stdout,
+            )
         except BaseException:
             for fd in fds:
                 os.close(fd)
             raise
         c.fds[req.exec_id] = fds
+        if console is not None:
+            c.consoles[req.exec_id] = console
         proc.pid = _read_pid(pid_file)
         if proc.state is State.CREATED:
             proc.transition(Event.START)
@@ -279,9 +315,9 @@ class TaskService:
         c = self._get(req.id)
         if req.exec_id in c.execs:
             raise AlreadyExists(f"id {req.exec_id}")
-        if req.terminal:
-            raise Unimplemented("terminal (tty) execs are not supported by containerd-shim-pyrunc-v2 yet")
-        c.execs[req.exec_id] = Process(req.id, req.exec_id, stdin=req.stdin, stdout=req.stdout, stderr=req.stderr)
+        c.execs[req.exec_id] = Process(
+            req.id, req.exec_id, stdin=req.stdin, stdout=req.stdout, stderr=req.stderr, terminal=req.terminal
+        )
         c.exec_specs[req.exec_id] = req.spec.value
         self._publish("/tasks/exec-added", ev.TaskExecAdded(container_id=req.id, exec_id=req.exec_id))
         return empty_pb2.Empty()
@@ -336,6 +372,9 @@ class TaskService:
         for fd in c.fds.pop(req.exec_id, []):
             with contextlib.suppress(OSError):
                 os.close(fd)
+        console = c.consoles.pop(req.exec_id, None)
+        if console is not None:
+            console.close()
         if req.exec_id:
             proc.transition(Event.DELETE)
             del c.execs[req.exec_id]
@@ -388,8 +427,13 @@ class TaskService:
         raise Unimplemented("checkpoint is not supported by containerd-shim-pyrunc-v2")
 
     async def resize_pty(self, ctx: Any, req: pb.ResizePtyRequest) -> empty_pb2.Empty:
-        self._get(req.id).process(req.exec_id)
-        raise Unimplemented("the process has no terminal")
+        c = self._get(req.id)
+        c.process(req.exec_id)
+        console = c.consoles.get(req.exec_id)
+        if console is None:
+            raise FailedPrecondition("the process has no terminal")
+        resize(console.master, req.width, req.height)
+        return empty_pb2.Empty()
 
     async def close_io(self, ctx: Any, req: pb.CloseIORequest) -> empty_pb2.Empty:
         c = self._get(req.id)
