@@ -7,38 +7,21 @@ other invocation is an error. Flags are containerd's shim flags.
 
 from __future__ import annotations
 
+# Only the standard library at module level: ``start`` must stay cheap (the heavy shim code
+# lives in server.py, pre-imported by the template process).
 import argparse
-import asyncio
 import contextlib
 import hashlib
 import json
-import logging
 import os
 import signal
 import subprocess
 import sys
 import time
-from typing import TYPE_CHECKING
-
-from google.protobuf import any_pb2, timestamp_pb2
-
-from pycontainerd.aio import spawn
-from pycontainerd.api.containerd.runtime.task.v2 import shim_pb2
-from pycontainerd.api.containerd.services.ttrpc.events.v1 import events_pb2
-from pycontainerd.api.containerd.types import event_pb2
-from pycontainerd.errdefs import rpc_status
-from pycontainerd.namespaces import TTRPC_NAMESPACE_HEADER
-
-if TYPE_CHECKING:
-    from google.protobuf.message import Message
-
-log = logging.getLogger("pycontainerd.shim")
+from typing import Any
 
 SOCKET_DIR = "/run/pycontainerd/s"
 RUNC_ROOT = "/run/pycontainerd/runc"
-TASK_SERVICE = "containerd.task.v2.Task"
-EVENTS_SERVICE = "containerd.services.events.ttrpc.v1.Events"
-READY_TIMEOUT = 10.0
 
 
 def socket_path(address: str, namespace: str, group: str) -> str:
@@ -94,102 +77,41 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-class Publisher:
-    """Sends events to the daemon's ttrpc Events/Forward, in order, never blocking the caller."""
+def _ask_template(request: dict[str, object]) -> dict[str, Any] | None:
+    """Have the template process fork the shim; None if no template can be had."""
+    from pycontainerd.runc_shim.zygote_client import request_fork
 
-    def __init__(self, ttrpc_address: str, namespace: str) -> None:
-        self._address = ttrpc_address.removeprefix("unix://")
-        self._namespace = namespace
-        self._queue: asyncio.Queue[event_pb2.Envelope] = asyncio.Queue()
-        self._task = spawn(self._run(), name="publisher")
+    return request_fork(request)
 
-    def publish(self, topic: str, event: Message) -> None:
-        """Queue one event."""
-        ns = time.time_ns()
-        envelope = event_pb2.Envelope(
-            timestamp=timestamp_pb2.Timestamp(seconds=ns // 1_000_000_000, nanos=ns % 1_000_000_000),
-            namespace=self._namespace,
-            topic=topic,
-            event=any_pb2.Any(type_url=event.DESCRIPTOR.full_name, value=event.SerializeToString()),
+
+def _fork_directly(request: dict[str, object]) -> dict[str, Any]:
+    """Fork the shim from this process (slower: it imports the whole shim first)."""
+    from pycontainerd.runc_shim import server
+
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_fd)
+        os._exit(
+            server.run_server(
+                str(request["path"]),
+                str(request["namespace"]),
+                str(request["ttrpc_address"]),
+                str(request["bundle"]),
+                bool(request["debug"]),
+                write_fd,
+            )
         )
-        self._queue.put_nowait(envelope)
-
-    async def _run(self) -> None:
-        from google.protobuf import empty_pb2
-
-        from pycontainerd.ttrpc.client import Client
-
-        client = None
-        while True:
-            envelope = await self._queue.get()
-            for attempt in range(3):
-                try:
-                    if client is None:
-                        client = await Client.connect(self._address)
-                    await client.call(
-                        EVENTS_SERVICE,
-                        "Forward",
-                        events_pb2.ForwardRequest(envelope=envelope),
-                        empty_pb2.Empty,
-                        metadata={TTRPC_NAMESPACE_HEADER: [self._namespace]},
-                        timeout=5,
-                    )
-                    break
-                except Exception:
-                    log.debug("event forward failed (attempt %d)", attempt + 1, exc_info=True)
-                    client = None
-                    await asyncio.sleep(0.2 * (attempt + 1))
-            self._queue.task_done()
-
-    async def drain(self, timeout: float = 2.0) -> None:  # noqa: ASYNC109
-        """Give queued events a chance to go out before exit."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._queue.join(), timeout)
-
-
-async def serve(path: str, namespace: str, ttrpc_address: str, ready_fd: int) -> None:
-    """The long-lived shim: serve the Task API on ``path`` until shut down."""
-    from pycontainerd.runc_shim.reaper import Reaper, become_subreaper
-    from pycontainerd.runc_shim.task import TaskService
-    from pycontainerd.ttrpc.server import Server
-
-    become_subreaper()
-    reaper = Reaper()
-    reaper.install()
-    publisher = Publisher(ttrpc_address, namespace)
-    stop = asyncio.Event()
-    service = TaskService(
-        reaper, namespace=namespace, runc_root=RUNC_ROOT, publish=publisher.publish, on_empty=stop.set
-    )
-    server = Server(error_to_status=rpc_status, require_same_user=True)
-    server.register(TASK_SERVICE, service.methods())
-    await server.start(path)
-    os.write(ready_fd, b"ok")
-    os.close(ready_fd)
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    await stop.wait()
-    await asyncio.sleep(0.05)  # let the Shutdown reply go out
-    await publisher.drain()
-    await server.close()
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-
-
-def _redirect_output(bundle: str) -> None:
-    devnull = os.open(os.devnull, os.O_RDWR)
-    os.dup2(devnull, 0)
-    target = devnull
-    log_fifo = os.path.join(bundle, "log")
-    with contextlib.suppress(OSError):
-        target = os.open(log_fifo, os.O_WRONLY | os.O_NONBLOCK)
-        os.set_blocking(target, True)
-    os.dup2(target, 1)
-    os.dup2(target, 2)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as ready:
+        answer = ready.read(64).split()
+    if not answer or answer[0] != b"ok":
+        return {"ok": False, "error": "shim failed to start"}
+    return {"ok": True, "pid": int(answer[1]) if len(answer) > 1 else pid}
 
 
 def start(args: argparse.Namespace) -> int:
-    """Fork the shim server and print its address once it listens."""
+    """Start (or reuse) the shim for this task and print its address."""
     sys.stdin.buffer.read()  # runtime options (unused by this shim)
     bundle = os.getcwd()
     path = args.socket or socket_path(args.address, args.namespace, group_of(bundle, args.id))
@@ -201,29 +123,22 @@ def start(args: argparse.Namespace) -> int:
         return 0
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)  # a stale socket from a shim that died
-    ttrpc_address = os.environ.get("TTRPC_ADDRESS", f"{args.address}.ttrpc")
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the shim server
-        os.close(read_fd)
-        os.setsid()
-        _redirect_output(bundle)
-        logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, stream=sys.stderr)
-        code = 0
-        try:
-            asyncio.run(serve(path, args.namespace, ttrpc_address, write_fd))
-        except BaseException:
-            log.exception("shim failed")
-            code = 1
-        os._exit(code)
-    os.close(write_fd)
-    with os.fdopen(read_fd, "rb") as ready:
-        ok = ready.read(2) == b"ok"
-    if not ok:
-        print("shim failed to start", file=sys.stderr)
+    request: dict[str, object] = {
+        "bundle": bundle,
+        "path": path,
+        "namespace": args.namespace,
+        "ttrpc_address": os.environ.get("TTRPC_ADDRESS", f"{args.address}.ttrpc"),
+        "debug": bool(args.debug),
+        "env": dict(os.environ),
+    }
+    reply = None if os.environ.get("PYRUNC_NO_TEMPLATE") else _ask_template(request)
+    if reply is None:
+        reply = _fork_directly(request)
+    if not reply.get("ok"):
+        print(f"shim failed to start: {reply.get('error', 'unknown error')}", file=sys.stderr)
         return 1
     with open(os.path.join(bundle, "shim.pid"), "w") as fh:
-        fh.write(str(pid))
+        fh.write(str(reply.get("pid", 0)))
     sys.stdout.write(f"unix://{path}")
     sys.stdout.flush()
     return 0
@@ -235,6 +150,10 @@ def delete(args: argparse.Namespace) -> int:
     root = os.path.join(RUNC_ROOT, args.namespace)
     subprocess.run(["runc", "--root", root, "delete", "--force", args.id], capture_output=True, timeout=30, check=False)
     subprocess.run(["umount", "-l", os.path.join(bundle, "rootfs")], capture_output=True, timeout=30, check=False)
+    from google.protobuf import timestamp_pb2
+
+    from pycontainerd.api.containerd.runtime.task.v2 import shim_pb2
+
     ns = time.time_ns()
     reply = shim_pb2.DeleteResponse(
         pid=0,

@@ -1,0 +1,71 @@
+"""Talking to the template process from a short-lived ``start`` (standard library only)."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+SOCKET = "/run/pycontainerd/pyrunc-template.sock"
+LOCK = "/run/pycontainerd/pyrunc-template.lock"
+SPAWN_TIMEOUT = 10.0
+REQUEST_TIMEOUT = 15.0
+
+
+def _connect(path: str) -> socket.socket | None:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+    except OSError:
+        sock.close()
+        return None
+    return sock
+
+
+def _spawn_template(path: str) -> socket.socket | None:
+    """Start the template (once, under a lock) and connect to it."""
+    os.makedirs(os.path.dirname(LOCK), mode=0o711, exist_ok=True)
+    with open(LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        sock = _connect(path)
+        if sock is not None:
+            return sock  # another start spawned it meanwhile
+        subprocess.Popen(
+            [sys.executable, "-m", "pycontainerd.runc_shim.zygote", path],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            close_fds=True,
+        )
+        deadline = time.monotonic() + SPAWN_TIMEOUT
+        while time.monotonic() < deadline:
+            sock = _connect(path)
+            if sock is not None:
+                return sock
+            time.sleep(0.005)
+    return None
+
+
+def request_fork(request: dict[str, object], path: str = SOCKET) -> dict[str, Any] | None:
+    """Ask the template to fork a shim; None when no template answers (the caller forks itself)."""
+    sock = _connect(path) or _spawn_template(path)
+    if sock is None:
+        return None
+    with contextlib.closing(sock):
+        sock.settimeout(REQUEST_TIMEOUT)
+        try:
+            sock.sendall(json.dumps(request).encode() + b"\n")
+            line = sock.makefile("rb").readline()
+        except OSError:
+            return None
+    if not line:
+        return None  # the template went away (idle exit racing with us): fork ourselves
+    reply: dict[str, Any] = json.loads(line)
+    return reply
