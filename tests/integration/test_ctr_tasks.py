@@ -226,3 +226,40 @@ def test_run_with_a_tty(daemon: DaemonProcess, rootfs: Path, runtime: str) -> No
     assert result.returncode == 0, result.stdout + result.stderr
     assert re.search(r"/dev/pts/\d+", result.stdout), result.stdout
     assert "done-with-tty" in result.stdout
+
+
+@pytest.mark.slow
+def test_twenty_containers_survive_daemon_kill9(rootfs: Path) -> None:
+    names = [f"s{i}" for i in range(20)]
+    with running_daemon() as d:
+        try:
+            for i, name in enumerate(names):
+                runtime = RUNTIMES[i % 2]
+                assert run(d, runtime, rootfs, name, "sleep", "600", detach=True).returncode == 0
+            before = {
+                line.split()[0]: line.split()[1] for line in d.ctr("tasks", "ls", namespace=NS).stdout.splitlines()[1:]
+            }
+            assert sorted(before) == sorted(names)
+            d.kill()
+            d.start()
+            after = {
+                line.split()[0]: (line.split()[1], line.split()[2])
+                for line in d.ctr("tasks", "ls", namespace=NS).stdout.splitlines()[1:]
+            }
+            assert {n: pid for n, (pid, _) in after.items()} == before, "same tasks, same PIDs"
+            assert {status for _, status in after.values()} == {"RUNNING"}
+            with subprocess.Popen([CTR, "-a", str(d.address), "events"], stdout=subprocess.PIPE, text=True) as events:
+                try:
+                    time.sleep(0.3)
+                    for name in names:
+                        d.ctr("tasks", "kill", "-s", "9", name, namespace=NS)
+                    deadline = time.monotonic() + 20
+                    while any(task_status(d, n) != "STOPPED" for n in names) and time.monotonic() < deadline:
+                        time.sleep(0.2)
+                    time.sleep(0.5)
+                finally:
+                    events.terminate()
+                text, _ = events.communicate(timeout=10)
+            assert text.count("/tasks/exit") >= len(names), "every exit after the restart is reported"
+        finally:
+            cleanup_tasks(d)
