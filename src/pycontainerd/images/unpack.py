@@ -1,0 +1,82 @@
+"""Unpack an image's layers into a chain of committed snapshots keyed by chain ID.
+
+Layers already unpacked (a snapshot named by their chain ID exists) are skipped. Each new
+layer is applied into a fresh active snapshot on top of its parent, its diff ID checked
+against the image config, then committed under its chain ID. As containerd does, the layer
+blob gets a ``containerd.io/uncompressed`` label and the config blob a
+``containerd.io/gc.ref.snapshot.<snapshotter>`` label pointing at the top of the chain, so the
+garbage collector keeps the snapshots exactly as long as the image.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING
+
+from pycontainerd.diff.apply import apply_layer
+from pycontainerd.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from pycontainerd.images.manifest import chain_ids
+
+if TYPE_CHECKING:
+    from pycontainerd.images.manifest import ImageManifest
+    from pycontainerd.metadata.content import ContentStore
+    from pycontainerd.metadata.snapshots import NamespacedSnapshotter
+    from pycontainerd.namespaces import RequestContext
+
+SNAPSHOT_REF_LABEL = "containerd.io/snapshot.ref"
+UNCOMPRESSED_LABEL = "containerd.io/uncompressed"
+
+
+def unpack(ctx: RequestContext, content: ContentStore, snapshotter: NamespacedSnapshotter, image: ImageManifest) -> str:
+    """Unpack ``image`` into ``snapshotter``; returns the chain ID of the top layer."""
+    diff_ids = image.diff_ids
+    if len(diff_ids) != len(image.layers):
+        raise InvalidArgument(
+            f"image config lists {len(diff_ids)} diff IDs for {len(image.layers)} layers in {image.descriptor.digest}"
+        )
+    parent = ""
+    for layer, diff_id, chain_id in zip(image.layers, diff_ids, chain_ids(diff_ids), strict=True):
+        try:
+            snapshotter.stat(ctx, chain_id)
+        except NotFound:
+            _apply(ctx, content, snapshotter, layer.digest, layer.media_type, diff_id, chain_id, parent)
+        parent = chain_id
+        info = content.info(ctx, layer.digest)
+        if info.labels.get(UNCOMPRESSED_LABEL) != diff_id:
+            content.update(ctx, layer.digest, {UNCOMPRESSED_LABEL: diff_id}, [f"labels.{UNCOMPRESSED_LABEL}"])
+    if parent:
+        key = f"containerd.io/gc.ref.snapshot.{snapshotter.name}"
+        content.update(ctx, image.config_descriptor.digest, {key: parent}, [f"labels.{key}"])
+    return parent
+
+
+def _apply(
+    ctx: RequestContext,
+    content: ContentStore,
+    snapshotter: NamespacedSnapshotter,
+    digest: str,
+    media_type: str,
+    diff_id: str,
+    chain_id: str,
+    parent: str,
+) -> None:
+    content.info(ctx, digest)  # the namespace must hold the layer
+    blob_path = getattr(content.backend, "path", None)
+    if blob_path is None:
+        raise InvalidArgument("content backend cannot open blobs by path")
+    key = f"extract-{uuid.uuid4().hex[:12]} {chain_id}"
+    mounts = snapshotter.prepare(ctx, key, parent, {SNAPSHOT_REF_LABEL: chain_id})
+    try:
+        applied = apply_layer(blob_path(digest), media_type, mounts)
+        if applied.digest != diff_id:
+            raise FailedPrecondition(f"wrong diff id calculated on extraction {applied.digest}, expected {diff_id}")
+        try:
+            snapshotter.commit(ctx, chain_id, key, {SNAPSHOT_REF_LABEL: chain_id})
+        except AlreadyExists:
+            snapshotter.remove(ctx, key)  # unpacked concurrently by someone else: theirs is as good
+    except BaseException:
+        try:
+            snapshotter.remove(ctx, key)
+        except NotFound:
+            pass
+        raise
