@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -126,3 +127,39 @@ def test_gc_removes_snapshots_of_deleted_image_only(daemon: DaemonProcess, image
     assert snapshot_keys(daemon) == {}
     overlay = daemon.root / "io.containerd.snapshotter.v1.overlayfs" / "snapshots"
     assert not any(overlay.iterdir()) if overlay.exists() else True
+
+
+def docker_save_from_layout(layout: Path, dest: Path, tag: str) -> None:
+    """Re-pack an OCI layout tar in `docker save` form (manifest.json, config, layer.tar dirs)."""
+    import gzip
+
+    with tarfile.open(layout) as src, tarfile.open(dest, "w") as out:
+
+        def blob(digest: str) -> bytes:
+            return src.extractfile("blobs/sha256/" + digest.split(":")[1]).read()  # type: ignore[union-attr]
+
+        index = json.loads(src.extractfile("index.json").read())  # type: ignore[union-attr]
+        manifest = json.loads(blob(index["manifests"][0]["digest"]))
+
+        def add(name: str, data: bytes) -> None:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            out.addfile(info, io.BytesIO(data))
+
+        config_name = manifest["config"]["digest"].split(":")[1] + ".json"
+        add(config_name, blob(manifest["config"]["digest"]))
+        layers = []
+        for i, layer in enumerate(manifest["layers"]):
+            name = f"layer{i}/layer.tar"
+            add(name, gzip.decompress(blob(layer["digest"])))
+            layers.append(name)
+        add("manifest.json", json.dumps([{"Config": config_name, "RepoTags": [tag], "Layers": layers}]).encode())
+
+
+def test_import_docker_save_tar(daemon: DaemonProcess, image: ImageInfo, tmp_path: Path) -> None:
+    archive = tmp_path / "docker-save.tar"
+    docker_save_from_layout(image.path, archive, "example.com/saved:1")
+    daemon.ctr("images", "import", str(archive), namespace="docker-ns")
+    assert "example.com/saved:1" in daemon.ctr("images", "ls", "-q", namespace="docker-ns").stdout
+    out = daemon.ctr("run", "--rm", "example.com/saved:1", "d1", "echo", "from docker save", namespace="docker-ns")
+    assert out.stdout.strip() == "from docker save"
