@@ -321,6 +321,64 @@ def w_shim_memory(daemons: list[Daemon], runs: int) -> Result:
     return out
 
 
+def _big_image(path: Path) -> Path:
+    """~300 MB, five layers of generated files (~25k files), plus the busybox base layer."""
+    if not path.exists():
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pycontainerd.tools.busybox",
+                str(path),
+                "--ref",
+                "docker.io/library/big:bench",
+                "--extra-layers",
+                "5",
+                "--files-per-layer",
+                "5000",
+                "--file-bytes",
+                "12000",
+            ],
+            check=True,
+            capture_output=True,
+            cwd=REPO,
+        )
+    return path
+
+
+def w_import(daemons: list[Daemon], runs: int) -> Result:
+    """ctr images import (with unpack) of the big image, fresh daemon state each time."""
+    image = _big_image(Path("/tmp/bench-big.tar"))
+    out: Result = {d.name: [] for d in daemons}
+    for _ in range(max(1, runs // 2)):
+        for d in daemons:
+            d.reset()
+            d.start()
+            t0 = time.perf_counter()
+            res = d.ctr("images", "import", str(image))
+            out[d.name].append(time.perf_counter() - t0)
+            assert res.returncode == 0, res.stderr
+    return out
+
+
+def w_export(daemons: list[Daemon], runs: int) -> Result:
+    image = _big_image(Path("/tmp/bench-big.tar"))
+    out: Result = {d.name: [] for d in daemons}
+    for d in daemons:
+        d.reset()
+        d.start()
+        assert d.ctr("images", "import", str(image)).returncode == 0
+    for i in range(runs):
+        for d in daemons:
+            dest = d.base / f"export-{i}.tar"
+            t0 = time.perf_counter()
+            res = d.ctr("images", "export", str(dest), "docker.io/library/big:bench")
+            out[d.name].append(time.perf_counter() - t0)
+            assert res.returncode == 0, res.stderr
+            dest.unlink()
+    return out
+
+
 WORKLOADS: dict[str, tuple[str, str, Callable[[list[Daemon], int], Result]]] = {
     "startup": ("daemon start-up (exec until ctr version answers)", "s", w_startup),
     "version": ("ctr version latency", "s", w_version),
@@ -333,6 +391,8 @@ WORKLOADS: dict[str, tuple[str, str, Callable[[list[Daemon], int], Result]]] = {
         "s",
         lambda daemons, runs: w_run(daemons, runs, "io.containerd.pyrunc.v2"),
     ),
+    "import": ("ctr images import + unpack, ~300 MB / 5 layers / 25k files", "s", w_import),
+    "export": ("ctr images export of the same image", "s", w_export),
     "shim-memory": ("shim memory, 10 detached containers", "MiB", lambda d, r: w_shim_memory(d, r)),
 }
 

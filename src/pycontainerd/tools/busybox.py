@@ -119,7 +119,7 @@ def _base(tf: tarfile.TarFile) -> None:
     _add(tf, "etc/group", b"root:x:0:\nnobody:x:65534:\n")
 
 
-def _generated(index: int, files: int) -> Callable[[tarfile.TarFile], None]:
+def _generated(index: int, files: int, file_bytes: int = 0) -> Callable[[tarfile.TarFile], None]:
     def build(tf: tarfile.TarFile) -> None:
         top = f"data/layer{index}"
         _add(tf, "data", mode=0o755, kind=tarfile.DIRTYPE)
@@ -128,16 +128,23 @@ def _generated(index: int, files: int) -> Callable[[tarfile.TarFile], None]:
             if n % 500 == 0:
                 _add(tf, f"{top}/d{n // 500}", mode=0o755, kind=tarfile.DIRTYPE)
             seed = hashlib.sha256(f"{index}/{n}".encode()).digest()
-            _add(tf, f"{top}/d{n // 500}/f{n}", seed * (1 + n % 64))
+            size = file_bytes or 32 * (1 + n % 64)
+            _add(tf, f"{top}/d{n // 500}/f{n}", (seed * (size // 32 + 1))[:size])
 
     return build
 
 
 def build_image(
-    dest: Path, *, ref: str = DEFAULT_REF, arch: str | None = None, extra_layers: int = 0, files_per_layer: int = 1000
+    dest: Path,
+    *,
+    ref: str = DEFAULT_REF,
+    arch: str | None = None,
+    extra_layers: int = 0,
+    files_per_layer: int = 1000,
+    file_bytes: int = 0,
 ) -> ImageInfo:
-    """Write the image layout tar to ``dest``."""
-    layers = [_layer(_base)] + [_layer(_generated(i, files_per_layer)) for i in range(extra_layers)]
+    """Write the image layout tar to ``dest`` (``file_bytes``: size of each generated file, 0 varies)."""
+    layers = [_layer(_base)] + [_layer(_generated(i, files_per_layer, file_bytes)) for i in range(extra_layers)]
     diff_ids = [_sha(plain) for plain, _ in layers]
     config = json.dumps(
         {
@@ -194,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arch", default=None, help="architecture (default: this machine's)")
     parser.add_argument("--extra-layers", type=int, default=0, help="layers of generated files to add")
     parser.add_argument("--files-per-layer", type=int, default=1000, help="files in each extra layer")
+    parser.add_argument("--file-bytes", type=int, default=0, help="size of each generated file (0: 32 B to 2 KiB)")
     args = parser.parse_args(argv)
     if not BUSYBOX.exists():
         print("busybox-static is not installed: apt-get install busybox-static", file=sys.stderr)
