@@ -29,8 +29,9 @@ set -x
 ctr -a "$SOCK" version
 ctr -a "$SOCK" plugins ls
 ctr -a "$SOCK" images import "$IMAGE"
-ctr -a "$SOCK" run --rm docker.io/library/busybox:latest demo-go-shim echo "hello from a container (Debian's Go shim)"
-ctr -a "$SOCK" run --rm --runtime io.containerd.pyrunc.v2 docker.io/library/busybox:latest demo-py-shim \
-  echo "hello from a container (containerd-shim-pyrunc-v2)"
+ctr -a "$SOCK" run --rm docker.io/library/busybox:latest demo-py-shim \
+  echo "hello from a container (io.containerd.runc.v2 = containerd-shim-pyrunc-v2, the default)"
+ctr -a "$SOCK" run --rm --runtime /usr/bin/containerd-shim-runc-v2 docker.io/library/busybox:latest demo-go-shim \
+  echo "hello from a container (Debian's Go shim)"
 { set +x; } 2>/dev/null
 echo "==> pycontainerd is running (pid $(cat "$PIDFILE" 2>/dev/null || echo '?')) on $SOCK"

@@ -263,3 +263,34 @@ def test_twenty_containers_survive_daemon_kill9(rootfs: Path) -> None:
             assert text.count("/tasks/exit") >= len(names), "every exit after the restart is reported"
         finally:
             cleanup_tasks(d)
+
+
+def test_runc_v2_is_our_shim_by_default(rootfs: Path) -> None:
+    with running_daemon(go_shim=False) as d:
+        try:
+            assert run(d, "io.containerd.runc.v2", rootfs, "dflt", "sleep", "60", detach=True).returncode == 0
+            bundle = d.state / "io.containerd.runtime.v2.task" / NS / "dflt"
+            assert (bundle / "shim-binary-path").read_text().endswith("containerd-shim-pyrunc-v2")
+        finally:
+            cleanup_tasks(d)
+
+
+@pytest.mark.parametrize("shim", ["/usr/bin/containerd-shim-runc-v2", "containerd-shim-pyrunc-v2"])
+def test_binary_name_option_selects_the_oci_runtime(rootfs: Path, tmp_path: Path, shim: str) -> None:
+    calls = tmp_path / "calls.log"
+    wrapper = tmp_path / "my-oci-runtime"
+    wrapper.write_text(f'#!/bin/sh\necho "$@" >> {calls}\nexec /usr/sbin/runc "$@"\n')
+    wrapper.chmod(0o755)
+    config = (
+        '[plugins."io.containerd.runtime.v2.task".runtimes."io.example.wrapped.v1"]\n'
+        f'path = "{shim}"\n'
+        f'options = {{ BinaryName = "{wrapper}" }}\n'
+    )
+    with running_daemon(extra_config=config) as d:
+        try:
+            out = run(d, "io.example.wrapped.v1", rootfs, "wrapped", "echo", "through the wrapper")
+            assert out.returncode == 0, out.stderr
+            assert out.stdout.strip() == "through the wrapper"
+        finally:
+            cleanup_tasks(d)
+    assert "create" in calls.read_text() and "start" in calls.read_text()

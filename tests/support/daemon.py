@@ -140,7 +140,15 @@ class DaemonProcess:
         self.stop(signal.SIGKILL)
 
 
-def write_config(path: Path, base: Path, extra: str = "", top_level: str = "") -> None:
+# Tests name Debian's Go shim io.containerd.runc.v2 (our shim is io.containerd.pyrunc.v2), so both
+# shims are exercised; out of the box io.containerd.runc.v2 is our shim.
+GO_SHIM_CONFIG = """
+[plugins."io.containerd.runtime.v2.task".runtimes."io.containerd.runc.v2"]
+path = "/usr/bin/containerd-shim-runc-v2"
+"""
+
+
+def write_config(path: Path, base: Path, extra: str = "", top_level: str = "", go_shim: bool = True) -> None:
     """A version-2 config with every path under ``base``; ``top_level`` keys go before any table."""
     path.write_text(
         f"""version = 2
@@ -153,6 +161,7 @@ address = "{base / "pcd.sock"}"
 
 [debug]
 level = "debug"
+{GO_SHIM_CONFIG if go_shim else ""}
 {extra}
 """
     )
@@ -169,11 +178,13 @@ def private_dir(prefix: str = "pcd-") -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def running_daemon(extra_config: str = "", args: Sequence[str] = (), top_level: str = "") -> Iterator[DaemonProcess]:
+def running_daemon(
+    extra_config: str = "", args: Sequence[str] = (), top_level: str = "", go_shim: bool = True
+) -> Iterator[DaemonProcess]:
     """A started daemon with private paths, always stopped and cleaned up."""
     with private_dir() as base:
         config = base / "config.toml"
-        write_config(config, base, extra_config, top_level)
+        write_config(config, base, extra_config, top_level, go_shim)
         daemon = DaemonProcess(base=base, config_path=config, extra_args=list(args))
         try:
             daemon.start()

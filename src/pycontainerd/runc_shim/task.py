@@ -21,6 +21,7 @@ from pycontainerd import __version__
 from pycontainerd.aio import spawn as spawn_task
 from pycontainerd.api.containerd.events import task_pb2 as ev
 from pycontainerd.api.containerd.runtime.task.v2 import shim_pb2 as pb
+from pycontainerd.api.containerd.types.runc.options import oci_pb2
 from pycontainerd.api.containerd.types.task import task_pb2
 from pycontainerd.core.snapshots import Mount as CoreMount
 from pycontainerd.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unimplemented
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from pycontainerd.runc_shim.reaper import Reaper
 
 log = logging.getLogger(__name__)
+RUNC_OPTIONS = "containerd.runc.v1.Options"
 
 
 def _ts(ns: int) -> timestamp_pb2.Timestamp:
@@ -231,8 +233,16 @@ class TaskService:
         if req.checkpoint:
             raise Unimplemented("restore from checkpoint is not supported")
         rootfs = os.path.join(req.bundle, "rootfs")
+        binary, root = "runc", self._runc_root
+        if req.HasField("options") and req.options.type_url.endswith(RUNC_OPTIONS):
+            # containerd.runc.v1.Options: BinaryName picks another OCI runtime (crun, runsc...).
+            opts = oci_pb2.Options.FromString(req.options.value)
+            binary, root = opts.binary_name or binary, opts.root or root
         runc = Runc(
-            self._reaper, os.path.join(self._runc_root, self._namespace), log_path=os.path.join(req.bundle, "log.json")
+            self._reaper,
+            os.path.join(root, self._namespace),
+            binary=binary,
+            log_path=os.path.join(req.bundle, "log.json"),
         )
         os.makedirs(runc.root, mode=0o711, exist_ok=True)
         mounted = False

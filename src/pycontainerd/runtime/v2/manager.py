@@ -23,13 +23,14 @@ from pycontainerd.runtime.v2 import bundle as bundles
 from pycontainerd.runtime.v2.shim import Bootstrap, ShimClient, ShimLog, binary_for, delete_shim, start_shim
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Mapping, Sequence
     from pathlib import Path
 
     from google.protobuf.message import Message
 
     from pycontainerd.api.containerd.types import mount_pb2
     from pycontainerd.core.containers import Container
+    from pycontainerd.runtime.v2.config import RuntimeEntry
 
 log = logging.getLogger(__name__)
 DEAD_SHIM_EXIT_STATUS = 255
@@ -70,6 +71,7 @@ class TaskManager:
         ttrpc_address: str,
         publish: Callable[[str, str, Message], object] | None = None,
         debug: bool = False,
+        runtimes: Mapping[str, RuntimeEntry] | None = None,
     ) -> None:
         self._state_root = state_root
         self._root = root
@@ -77,6 +79,7 @@ class TaskManager:
         self._ttrpc_address = ttrpc_address
         self._publish = publish
         self._debug = debug
+        self._runtimes = dict(runtimes or {})
         self._tasks: dict[tuple[str, str], ShimTask] = {}
         self._closing = False
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
@@ -117,7 +120,10 @@ class TaskManager:
             if key in self._tasks:
                 raise AlreadyExists(f"task {container.id}")
             runtime = container.runtime.name
-            binary = runtime_path or binary_for(runtime)
+            entry = self._runtimes.get(runtime)
+            binary = runtime_path or binary_for(entry.path if entry is not None and entry.path else runtime)
+            if options is None and entry is not None:
+                options = entry.runc_options(runtime)
             spec = container.spec.value if container.spec is not None else None
             bundle = bundles.new_bundle(self._state_root, self._root, ns, container.id, spec)
             shim_log: ShimLog | None = None

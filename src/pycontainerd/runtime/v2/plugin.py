@@ -6,10 +6,14 @@ import logging
 
 from pycontainerd.plugin import types
 from pycontainerd.plugin.registration import InitContext, Registration
+from pycontainerd.runtime.v2.config import TaskConfig
 from pycontainerd.runtime.v2.manager import TaskManager
 
 
 async def _init(ctx: InitContext) -> TaskManager:
+    config = ctx.config if isinstance(ctx.config, TaskConfig) else TaskConfig()
+    for name, entry in config.runtimes.items():
+        entry.runc_options(name)  # a bad option fails here, naming the key
     ctx.root.mkdir(parents=True, exist_ok=True, mode=0o711)
     ctx.state.mkdir(parents=True, exist_ok=True, mode=0o711)
     exchange = ctx.plugins.first(types.EVENT)
@@ -20,6 +24,7 @@ async def _init(ctx: InitContext) -> TaskManager:
         ttrpc_address=ctx.properties["ttrpc.address"],
         publish=exchange.publish,
         debug=logging.getLogger().isEnabledFor(logging.DEBUG),
+        runtimes=config.runtimes,
     )
     await manager.restore()
     ctx.on_close.append(manager.close)
@@ -34,4 +39,6 @@ def _arch() -> str:
     return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}.get(machine, machine)
 
 
-REGISTRATION = Registration(type=types.RUNTIME_V2, id="task", init=_init, requires=(types.EVENT, types.METADATA))
+REGISTRATION = Registration(
+    type=types.RUNTIME_V2, id="task", init=_init, requires=(types.EVENT, types.METADATA), config=TaskConfig
+)

@@ -44,9 +44,18 @@ TASK_SERVICE_V3 = "containerd.task.v3.Task"
 
 
 def binary_for(runtime: str) -> str:
-    """The shim executable for a runtime name (``io.containerd.runc.v2`` -> ``containerd-shim-runc-v2``)."""
+    """The shim executable for a runtime name (``io.containerd.runc.v2`` -> ``containerd-shim-runc-v2``).
+
+    An absolute path is used as is; a bare executable name (``containerd-shim-pyrunc-v2``) is
+    looked up on PATH and next to the interpreter.
+    """
     if os.path.isabs(runtime):
         return runtime
+    if runtime.startswith("containerd-shim-"):
+        found = shutil.which(runtime) or shutil.which(runtime, path=os.path.dirname(sys.executable))
+        if found is None:
+            raise NotFound(f"shim binary {runtime!r} not installed")
+        return found
     parts = runtime.split(".")
     if len(parts) < 2:
         raise InvalidArgument(
