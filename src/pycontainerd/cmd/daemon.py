@@ -113,6 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     publish.add_argument("--topic", required=True, help="event topic, e.g. /tasks/exit")
     publish.add_argument("--namespace", required=True, help="namespace the event belongs to")
+    hook = sub.add_parser(
+        "oci-hook",
+        help='run an OCI hook with {{pid}}, {{id}}, {{rootfs}}, {{bundle}}, {{annotation "k"}} filled in',
+        description="Reads the container state runc gives hooks on stdin, fills the placeholders in the hook's "
+        "arguments and environment, and execs it: pycontainerd oci-hook -- /usr/bin/my-hook {{pid}} {{rootfs}}",
+    )
+    hook.add_argument("hook", nargs=argparse.REMAINDER, help="-- then the hook command and its arguments")
     return parser
 
 
@@ -175,6 +182,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "config":
             return _config_command(args)
+        if args.command == "oci-hook":
+            from pycontainerd.cmd import ocihook
+
+            return ocihook.main(list(args.hook))
         if args.command == "publish":
             from pycontainerd.cmd.publish import publish
 
