@@ -294,3 +294,39 @@ def test_binary_name_option_selects_the_oci_runtime(rootfs: Path, tmp_path: Path
         finally:
             cleanup_tasks(d)
     assert "create" in calls.read_text() and "start" in calls.read_text()
+
+
+def test_oom_kill_is_reported(daemon: DaemonProcess, rootfs: Path) -> None:
+    cmd = [
+        CTR,
+        "-a",
+        str(daemon.address),
+        "-n",
+        NS,
+        "run",
+        "--rm",
+        "--runtime",
+        "io.containerd.pyrunc.v2",
+        "--memory-limit",
+        "20000000",
+        "--rootfs",
+        str(rootfs),
+        "hog",
+        "/bin/busybox",
+        "sh",
+        "-c",
+        "x=$(/bin/busybox yes | /bin/busybox head -c 200000000); echo ${#x}",
+    ]
+    with subprocess.Popen([CTR, "-a", str(daemon.address), "events"], stdout=subprocess.PIPE, text=True) as events:
+        try:
+            time.sleep(0.3)
+            result = subprocess.run(
+                cmd, capture_output=True, text=True, timeout=60, check=False, stdin=subprocess.DEVNULL
+            )
+            time.sleep(0.5)
+        finally:
+            events.terminate()
+        text, _ = events.communicate(timeout=10)
+    assert result.returncode == 137, result.stderr
+    assert text.count("/tasks/oom") == 1, text
+    assert '"container_id":"hog"' in text

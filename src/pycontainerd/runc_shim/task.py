@@ -26,6 +26,7 @@ from pycontainerd.api.containerd.types.task import task_pb2
 from pycontainerd.core.snapshots import Mount as CoreMount
 from pycontainerd.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unimplemented
 from pycontainerd.runc_shim.console import Console, ConsoleSocket, resize
+from pycontainerd.runc_shim.oom import OOMWatcher
 from pycontainerd.runc_shim.process import Event, Process, State
 from pycontainerd.runc_shim.runc import Runc, Stdio
 from pycontainerd.snapshots import mount as mounting
@@ -127,6 +128,7 @@ class Container:
     fds: dict[str, list[int]] = field(default_factory=dict)
     waiters: dict[str, list[asyncio.Future[None]]] = field(default_factory=dict)
     consoles: dict[str, Console] = field(default_factory=dict)
+    oom: OOMWatcher | None = None
 
     def process(self, exec_id: str) -> Process:
         if not exec_id:
@@ -268,6 +270,8 @@ class TaskService:
         init = Process(req.id, pid=pid, stdin=req.stdin, stdout=req.stdout, stderr=req.stderr, terminal=req.terminal)
         c = Container(req.id, req.bundle, runc, init, rootfs_mounted=mounted)
         c.fds[""] = fds
+        container_id = req.id
+        c.oom = OOMWatcher(pid, lambda: self._publish("/tasks/oom", ev.TaskOOM(container_id=container_id)))
         if console is not None:
             c.consoles[""] = console
         self._containers[req.id] = c
@@ -389,6 +393,8 @@ class TaskService:
             proc.transition(Event.DELETE)
             del c.execs[req.exec_id]
         else:
+            if c.oom is not None:
+                c.oom.close()
             await c.runc.delete(req.id, force=True)
             if c.rootfs_mounted:
                 await asyncio.to_thread(unmount_rootfs, os.path.join(c.bundle, "rootfs"))
