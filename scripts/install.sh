@@ -11,6 +11,7 @@ APT_PACKAGES=(
   golang-github-containerd-containerd-dev  # containerd 1.6 .proto files for the wire test
   runc                                     # the OCI runtime
   busybox-static                           # test images are built from it
+  runsc                                    # gVisor, an OCI runtime selected with BinaryName
   python3-venv
   iproute2 procps util-linux
 )

@@ -330,3 +330,26 @@ def test_oom_kill_is_reported(daemon: DaemonProcess, rootfs: Path) -> None:
     assert result.returncode == 137, result.stderr
     assert text.count("/tasks/oom") == 1, text
     assert '"container_id":"hog"' in text
+
+
+@pytest.mark.parametrize("shim", ["/usr/bin/containerd-shim-runc-v2", "containerd-shim-pyrunc-v2"])
+def test_gvisor_through_binary_name(rootfs: Path, tmp_path: Path, shim: str) -> None:
+    if shutil.which("runsc") is None:
+        pytest.fail("runsc (gVisor) is not installed: apt-get install runsc")
+    # gVisor cannot set up networking from the host's network namespace here, nor use the
+    # host's hybrid cgroups: run it without network and without cgroups.
+    wrapper = tmp_path / "runsc-nonet"
+    wrapper.write_text('#!/bin/sh\nexec /usr/bin/runsc --network=none --ignore-cgroups "$@"\n')
+    wrapper.chmod(0o755)
+    config = (
+        '[plugins."io.containerd.runtime.v2.task".runtimes."io.containerd.runsc.v1"]\n'
+        f'path = "{shim}"\n'
+        f'options = {{ BinaryName = "{wrapper}" }}\n'
+    )
+    with running_daemon(extra_config=config) as d:
+        try:
+            out = run(d, "io.containerd.runsc.v1", rootfs, "gv", "uname", "-r")
+            assert out.returncode == 0, out.stderr
+            assert out.stdout.strip() == "4.4.0", "gVisor's kernel answers, not the host's"
+        finally:
+            cleanup_tasks(d)
