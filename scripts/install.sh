@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   containerd                               # real ctr + containerd-shim-runc-v2 + the referee daemon
   golang-github-containerd-containerd-dev  # containerd 1.6 .proto files for the wire test
+  golang-github-containerd-cgroups-dev     # the cgroup metrics .proto, likewise
   runc                                     # the OCI runtime
   busybox-static                           # test images are built from it
   runsc                                    # gVisor, an OCI runtime selected with BinaryName

@@ -353,3 +353,17 @@ def test_gvisor_through_binary_name(rootfs: Path, tmp_path: Path, shim: str) -> 
             assert out.stdout.strip() == "4.4.0", "gVisor's kernel answers, not the host's"
         finally:
             cleanup_tasks(d)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_pause_resume_and_metrics(daemon: DaemonProcess, rootfs: Path, runtime: str) -> None:
+    assert run(daemon, runtime, rootfs, "pm", "sleep", "300", detach=True).returncode == 0
+    daemon.ctr("tasks", "pause", "pm", namespace=NS)
+    assert task_status(daemon, "pm") == "PAUSED"
+    daemon.ctr("tasks", "resume", "pm", namespace=NS)
+    assert task_status(daemon, "pm") == "RUNNING"
+    metrics = daemon.ctr("tasks", "metrics", "pm", namespace=NS).stdout
+    usage = re.search(r"memory\.usage_in_bytes\s+(\d+)", metrics)
+    assert usage and int(usage.group(1)) > 0, metrics
+    assert re.search(r"cpuacct\.usage\s+\d+", metrics)
+    assert "0001-01-01" not in metrics, "the metric carries a real timestamp"

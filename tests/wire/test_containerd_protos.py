@@ -155,3 +155,36 @@ def test_moved_types_keep_their_fields(
         assert [(*field_key(f), f.number) for f in theirs[old].field] == [
             (*field_key(f), f.number) for f in mine[new].field
         ]
+
+
+def test_cgroup_metrics_subset_matches_debian(tmp_path_factory: pytest.TempPathFactory) -> None:
+    debian_file = "github.com/containerd/cgroups/stats/v1/metrics.proto"
+    if not (DEBIAN_SRC / debian_file).exists():
+        pytest.fail("Debian's containerd cgroups protos are missing (golang-github-containerd-cgroups-dev)")
+    gogo = DEBIAN_SRC / "github.com/gogo/protobuf"
+    theirs = messages(
+        compile_set(
+            [debian_file], [DEBIAN_SRC, gogo, well_known_include()], tmp_path_factory.mktemp("cg") / "theirs.pb"
+        )
+    )
+    ours = messages(
+        compile_set(
+            ["containerd/cgroups/v1/metrics.proto"],
+            [PROTO_DIR, well_known_include()],
+            tmp_path_factory.mktemp("cg") / "ours.pb",
+        )
+    )
+    compared = 0
+    for name, msg in ours.items():
+        assert name in theirs, name
+        by_number = {f.number: f for f in theirs[name].field}
+        for field in msg.field:
+            other = by_number[field.number]
+            assert (field.name, field.type, field.label, field.type_name) == (
+                other.name,
+                other.type,
+                other.label,
+                other.type_name,
+            ), f"{name}.{field.name}"
+            compared += 1
+    assert compared > 50

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from google.protobuf import empty_pb2
@@ -15,6 +16,7 @@ from pycontainerd.errdefs import InvalidArgument, NotFound, Unavailable, Unimple
 from pycontainerd.plugin import types
 from pycontainerd.plugin.registration import InitContext, Registration
 from pycontainerd.services._context import request_context
+from pycontainerd.services._convert import timestamp
 
 if TYPE_CHECKING:
     import grpc
@@ -217,7 +219,7 @@ class TasksService(pb_grpc.TasksServicer):
         out = []
         for task in self._manager.list(ctx):
             reply = await task.client.call("Stats", shim_pb2.StatsRequest(id=task.id), shim_pb2.StatsResponse)
-            metric = metrics_pb2.Metric(id=task.id)
+            metric = metrics_pb2.Metric(id=task.id, timestamp=timestamp(time.time_ns()))
             metric.data.CopyFrom(reply.stats)
             out.append(metric)
         return pb.MetricsResponse(metrics=out)
