@@ -167,3 +167,47 @@ def test_events_stream(daemon: DaemonProcess) -> None:
     assert "evt-ns" in text and "/namespaces/create" in text
     # ctr 1.6 cannot decode 2.x's ContentCreate, but prints the topic of ContentDelete.
     assert "/content/delete" in text
+
+
+def test_busy_ref_is_unavailable(daemon: DaemonProcess) -> None:
+    import grpc
+
+    from pycontainerd.api.containerd.services.content.v1 import content_pb2, content_pb2_grpc
+
+    md = (("containerd-namespace", NS),)
+    with grpc.insecure_channel(f"unix:{daemon.address}") as channel:
+        stub = content_pb2_grpc.ContentStub(channel)
+        first = stub.Write(iter_requests := _Requests(), metadata=md)
+        iter_requests.put(content_pb2.WriteContentRequest(action=content_pb2.WRITE, ref="busy", data=b"abc"))
+        assert next(first).offset == 3  # the first writer holds the ref
+        second = stub.Write(iter([content_pb2.WriteContentRequest(action=content_pb2.STAT, ref="busy")]), metadata=md)
+        with pytest.raises(grpc.RpcError) as err:
+            next(second)
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "locked" in (err.value.details() or "")
+        iter_requests.close()
+        list(first)
+
+
+class _Requests:
+    """A request iterator fed from the test thread (a client stream kept open)."""
+
+    def __init__(self) -> None:
+        import queue
+
+        self._queue: queue.Queue[object] = queue.Queue()
+
+    def put(self, item: object) -> None:
+        self._queue.put(item)
+
+    def close(self) -> None:
+        self._queue.put(None)
+
+    def __iter__(self) -> _Requests:
+        return self
+
+    def __next__(self) -> object:
+        item = self._queue.get()
+        if item is None:
+            raise StopIteration
+        return item
