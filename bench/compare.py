@@ -63,9 +63,9 @@ class Daemon:
         )
         return cfg
 
-    def start(self) -> float:
+    def start(self, fresh_config: bool = True) -> float:
         """Start and return the seconds until ``ctr version`` first succeeds."""
-        cfg = self.write_config()
+        cfg = self.write_config() if fresh_config else self.base / "config.toml"
         t0 = time.perf_counter()
         env = dict(os.environ)
         env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"  # finds containerd-shim-pyrunc-v2
@@ -393,6 +393,45 @@ def w_export(daemons: list[Daemon], runs: int) -> Result:
     return out
 
 
+def w_restore(daemons: list[Daemon], runs: int) -> Result:
+    """50 detached containers (Go shim both sides), kill -9 the daemon, time until all 50 are RUNNING again."""
+    image = _image(Path("/tmp/bench-busybox.tar"))
+    out: Result = {d.name: [] for d in daemons}
+    count = 50
+    for d in daemons:
+        d.reset()
+        d.start()
+        assert d.ctr("images", "import", str(image)).returncode == 0
+        for i in range(count):
+            res = d.ctr(
+                "run", "-d", "--runtime", GO_SHIM[d.name], "docker.io/library/busybox:bench", f"k{i}-{d.name}", "sleep", "900"
+            )
+            assert res.returncode == 0, res.stderr
+    try:
+        for _ in range(max(1, runs // 2)):
+            for d in daemons:
+                assert d.proc is not None
+                d.proc.kill()
+                d.proc.wait()
+                t0 = time.perf_counter()
+                d.start(fresh_config=False)
+                while True:
+                    listing = d.ctr("tasks", "ls").stdout.decode()
+                    if listing.count("RUNNING") >= count:
+                        break
+                    time.sleep(0.01)
+                out[d.name].append(time.perf_counter() - t0)
+    finally:
+        for d in daemons:
+            for i in range(count):
+                d.ctr("tasks", "kill", "-s", "9", f"k{i}-{d.name}")
+            time.sleep(1)
+            for i in range(count):
+                d.ctr("tasks", "rm", "-f", f"k{i}-{d.name}")
+                d.ctr("containers", "rm", f"k{i}-{d.name}")
+    return out
+
+
 WORKLOADS: dict[str, tuple[str, str, Callable[[list[Daemon], int], Result]]] = {
     "startup": ("daemon start-up (exec until ctr version answers)", "s", w_startup),
     "version": ("ctr version latency", "s", w_version),
@@ -412,6 +451,7 @@ WORKLOADS: dict[str, tuple[str, str, Callable[[list[Daemon], int], Result]]] = {
     ),
     "import": ("ctr images import + unpack, ~300 MB / 5 layers / 25k files", "s", w_import),
     "export": ("ctr images export of the same image", "s", w_export),
+    "restore": ("restart after kill -9 with 50 running containers, until all RUNNING", "s", w_restore),
     "shim-memory": ("shim memory, 10 detached containers", "MiB", lambda d, r: w_shim_memory(d, r)),
 }
 
