@@ -156,7 +156,7 @@ def pyctr(d: DaemonProcess) -> list[str]:
 def test_events_stream(daemon: DaemonProcess) -> None:
     with subprocess.Popen([CTR, "-a", str(daemon.address), "events"], stdout=subprocess.PIPE, text=True) as events:
         try:
-            time.sleep(0.5)  # let the subscription start before publishing
+            time.sleep(1.0)  # let the subscription start before publishing
             daemon.ctr("namespaces", "create", "evt-ns")
             assert ingest(daemon, "e-1", b"event me").returncode == 0
             daemon.ctr("content", "rm", digest_of(b"event me"), namespace=NS)

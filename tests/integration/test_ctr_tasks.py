@@ -187,7 +187,7 @@ def test_killed_shim_is_cleaned_up(daemon: DaemonProcess, rootfs: Path, runtime:
     task_pid = int(daemon.ctr("tasks", "ls", namespace=NS).stdout.splitlines()[1].split()[1])
     with subprocess.Popen([CTR, "-a", str(daemon.address), "events"], stdout=subprocess.PIPE, text=True) as events:
         try:
-            time.sleep(0.3)
+            time.sleep(1.0)  # let ctr events subscribe before anything is published
             subprocess.run(["kill", "-9", str(shim_pid)], check=True, timeout=10)
             deadline = time.monotonic() + 15
             while (bundle.exists() or task_status(daemon, "orphan")) and time.monotonic() < deadline:
@@ -250,7 +250,7 @@ def test_twenty_containers_survive_daemon_kill9(rootfs: Path) -> None:
             assert {status for _, status in after.values()} == {"RUNNING"}
             with subprocess.Popen([CTR, "-a", str(d.address), "events"], stdout=subprocess.PIPE, text=True) as events:
                 try:
-                    time.sleep(0.3)
+                    time.sleep(1.0)  # let ctr events subscribe before anything is published
                     for name in names:
                         d.ctr("tasks", "kill", "-s", "9", name, namespace=NS)
                     deadline = time.monotonic() + 20
@@ -319,7 +319,7 @@ def test_oom_kill_is_reported(daemon: DaemonProcess, rootfs: Path) -> None:
     ]
     with subprocess.Popen([CTR, "-a", str(daemon.address), "events"], stdout=subprocess.PIPE, text=True) as events:
         try:
-            time.sleep(0.3)
+            time.sleep(1.0)  # let ctr events subscribe before anything is published
             result = subprocess.run(
                 cmd, capture_output=True, text=True, timeout=60, check=False, stdin=subprocess.DEVNULL
             )

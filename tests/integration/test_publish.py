@@ -20,7 +20,7 @@ def test_publish_reaches_subscribers(daemon: DaemonProcess) -> None:
     payload = any_pb2.Any(type_url="containerd.events.TaskOOM", value=event.SerializeToString()).SerializeToString()
     with subprocess.Popen([CTR, "-a", str(daemon.address), "events"], stdout=subprocess.PIPE, text=True) as events:
         try:
-            time.sleep(0.5)
+            time.sleep(1.0)  # let ctr events subscribe before anything is published
             result = subprocess.run(
                 [
                     sys.executable,

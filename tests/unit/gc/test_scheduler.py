@@ -23,6 +23,13 @@ def test_parse_duration_rejects(bad: str) -> None:
         parse_duration(bad)
 
 
+async def until(condition: object, timeout: float = 5.0) -> None:  # noqa: ASYNC109
+    """Wait (polling) until ``condition()`` holds, so a loaded CI machine does not make it flaky."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition() and asyncio.get_running_loop().time() < deadline:  # type: ignore[operator]  # noqa: ASYNC110
+        await asyncio.sleep(0.005)
+
+
 def run(coro: object) -> object:
     return asyncio.run(coro)  # type: ignore[arg-type]
 
@@ -37,11 +44,11 @@ def test_startup_then_deletion_then_sync() -> None:
     async def scenario() -> None:
         sched = Scheduler(collect, SchedulerConfig(startup_delay="20ms", schedule_delay="0ms", pause_threshold=0.5))
         sched.start()
-        await asyncio.sleep(0.1)
+        await until(lambda: len(calls) >= 1)
         assert len(calls) == 1, "startup collection"
         sched.on_dirty()
         # pause_threshold 0.5 with a ~5ms minimum gc time: next interval is ~5ms.
-        await asyncio.sleep(0.1)
+        await until(lambda: len(calls) >= 2)
         assert len(calls) == 2, "deletion triggers a collection"
         await asyncio.sleep(0.05)
         assert len(calls) == 2, "nothing dirty: no further collection"
