@@ -148,6 +148,8 @@ def delete(args: argparse.Namespace) -> int:
     """Clean up after a dead shim: kill and delete the container, unmount its rootfs."""
     bundle = args.bundle or os.getcwd()
     root = os.path.join(RUNC_ROOT, args.namespace)
+    with contextlib.suppress(OSError), open(os.path.join(bundle, "runc-root")) as fh:
+        root = fh.read().strip() or root  # the root the task was created with
     subprocess.run(["runc", "--root", root, "delete", "--force", args.id], capture_output=True, timeout=30, check=False)
     subprocess.run(["umount", "-l", os.path.join(bundle, "rootfs")], capture_output=True, timeout=30, check=False)
     from google.protobuf import timestamp_pb2

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 RUNC_OPTIONS = "containerd.runc.v1.Options"
+RUNC_ROOT_FILE = "runc-root"
 
 
 def _ts(ns: int) -> timestamp_pb2.Timestamp:
@@ -81,6 +82,15 @@ async def _with_console(
     finally:
         sock.close()
     return Console(master, stdin, stdout)
+
+
+def _write_small(path: str, text: str) -> None:
+    """Write a few bytes (on tmpfs: not worth a thread)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
 
 
 def _read_pid(path: str) -> int:
@@ -248,6 +258,8 @@ class TaskService:
             log_path=os.path.join(req.bundle, "log.json"),
         )
         os.makedirs(runc.root, mode=0o711, exist_ok=True)
+        # `shim delete` (after a crash) must find the container in the same runc root.
+        _write_small(os.path.join(req.bundle, RUNC_ROOT_FILE), runc.root)
         mounted = False
         if req.rootfs:
             await asyncio.to_thread(mount_rootfs, list(req.rootfs), rootfs)

@@ -61,6 +61,26 @@ class RuntimeEntry:
         return any_pb2.Any(type_url=RUNC_OPTIONS_TYPE, value=opts.SerializeToString()).SerializeToString()
 
 
+def with_runc_root(options: bytes | None, root: str) -> bytes | None:
+    """Runtime options with runc's state ``Root`` defaulted to ``root``.
+
+    Applies to runc options only (``containerd.runc.v1.Options``, or none at all); options of
+    other runtimes are returned unchanged.
+    """
+    packed = any_pb2.Any()
+    if options:
+        packed.ParseFromString(options)
+        if not packed.type_url.endswith(RUNC_OPTIONS_TYPE):
+            return options
+    opts = oci_pb2.Options.FromString(packed.value) if options else oci_pb2.Options()
+    if opts.root:
+        return options
+    opts.root = root
+    return any_pb2.Any(
+        type_url=packed.type_url or RUNC_OPTIONS_TYPE, value=opts.SerializeToString()
+    ).SerializeToString()
+
+
 def _default_runtimes() -> dict[str, RuntimeEntry]:
     return {"io.containerd.runc.v2": RuntimeEntry(path=PYRUNC_SHIM)}
 

@@ -20,6 +20,7 @@ from pycontainerd.api.containerd.runtime.task.v2 import shim_pb2
 from pycontainerd.errdefs import AlreadyExists, FailedPrecondition, NotFound, Unavailable
 from pycontainerd.namespaces import RequestContext, namespace_required
 from pycontainerd.runtime.v2 import bundle as bundles
+from pycontainerd.runtime.v2.config import with_runc_root
 from pycontainerd.runtime.v2.shim import Bootstrap, ShimClient, ShimLog, binary_for, delete_shim, start_shim
 
 if TYPE_CHECKING:
@@ -72,6 +73,7 @@ class TaskManager:
         publish: Callable[[str, str, Message], object] | None = None,
         debug: bool = False,
         runtimes: Mapping[str, RuntimeEntry] | None = None,
+        runc_root: str = "",
     ) -> None:
         self._state_root = state_root
         self._root = root
@@ -80,6 +82,7 @@ class TaskManager:
         self._publish = publish
         self._debug = debug
         self._runtimes = dict(runtimes or {})
+        self._runc_root = runc_root
         self._tasks: dict[tuple[str, str], ShimTask] = {}
         self._closing = False
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
@@ -124,6 +127,10 @@ class TaskManager:
             binary = runtime_path or binary_for(entry.path if entry is not None and entry.path else runtime)
             if options is None and entry is not None:
                 options = entry.runc_options(runtime)
+            if self._runc_root:
+                # Keep runc's state under our state dir: Go shims otherwise use containerd's
+                # /run/containerd/runc, which a real containerd on the same host also uses.
+                options = with_runc_root(options, self._runc_root)
             spec = container.spec.value if container.spec is not None else None
             bundle = bundles.new_bundle(self._state_root, self._root, ns, container.id, spec)
             shim_log: ShimLog | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from pycontainerd.plugin import types
 from pycontainerd.plugin.registration import InitContext, Registration
@@ -25,6 +26,7 @@ async def _init(ctx: InitContext) -> TaskManager:
         publish=exchange.publish,
         debug=logging.getLogger().isEnabledFor(logging.DEBUG),
         runtimes=config.runtimes,
+        runc_root=str(Path(ctx.properties["state"]) / "runc"),
     )
     await manager.restore()
     ctx.on_close.append(manager.close)
