@@ -36,8 +36,8 @@ DEFAULT_TTRPC_ADDRESS = "/run/pycontainerd/pycontainerd.sock.ttrpc"
 DESCRIPTION = """\
 pycontainerd: containerd, the container runtime daemon, in Python.
 
-Serves containerd's gRPC API (and Kubernetes CRI) on a unix socket, so the real `ctr`,
-`crictl`, nerdctl and the containerd clients can use it. Defaults never collide with a
+Serves containerd's gRPC API on a unix socket, so the real `ctr`, nerdctl and the
+containerd clients can use it (the Kubernetes CRI on the same socket is on its way). Defaults never collide with a
 containerd on the same host: root /var/lib/pycontainerd, state /run/pycontainerd, socket
 /run/pycontainerd/pycontainerd.sock.
 """
