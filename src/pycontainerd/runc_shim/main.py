@@ -18,7 +18,10 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
+
+from pycontainerd.server.listen import socket_in_use
 
 SOCKET_DIR = "/run/pycontainerd/s"
 RUNC_ROOT = "/run/pycontainerd/runc"
@@ -50,18 +53,6 @@ def group_of(bundle: str, task_id: str) -> str:
     return task_id
 
 
-def _listening(path: str) -> bool:
-    import socket
-
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(1.0)
-        try:
-            sock.connect(path)
-        except OSError:
-            return False
-        return True
-
-
 def parse_args(argv: list[str]) -> argparse.Namespace:
     """containerd's shim flags (single-dash long options, as Go's flag package has them)."""
     parser = argparse.ArgumentParser(prog="containerd-shim-pyrunc-v2", allow_abbrev=False)
@@ -86,28 +77,9 @@ def _ask_template(request: dict[str, object]) -> dict[str, Any] | None:
 
 def _fork_directly(request: dict[str, object]) -> dict[str, Any]:
     """Fork the shim from this process (slower: it imports the whole shim first)."""
-    from pycontainerd.runc_shim import server
+    from pycontainerd.runc_shim.server import fork_shim
 
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(read_fd)
-        os._exit(
-            server.run_server(
-                str(request["path"]),
-                str(request["namespace"]),
-                str(request["ttrpc_address"]),
-                str(request["bundle"]),
-                bool(request["debug"]),
-                write_fd,
-            )
-        )
-    os.close(write_fd)
-    with os.fdopen(read_fd, "rb") as ready:
-        answer = ready.read(64).split()
-    if not answer or answer[0] != b"ok":
-        return {"ok": False, "error": "shim failed to start"}
-    return {"ok": True, "pid": int(answer[1]) if len(answer) > 1 else pid}
+    return fork_shim(request)
 
 
 def start(args: argparse.Namespace) -> int:
@@ -116,7 +88,7 @@ def start(args: argparse.Namespace) -> int:
     bundle = os.getcwd()
     path = args.socket or socket_path(args.address, args.namespace, group_of(bundle, args.id))
     os.makedirs(os.path.dirname(path), mode=0o711, exist_ok=True)
-    if _listening(path):
+    if socket_in_use(Path(path)):
         # The group's shim is already running: it serves this task too.
         sys.stdout.write(f"unix://{path}")
         sys.stdout.flush()
@@ -152,6 +124,11 @@ def delete(args: argparse.Namespace) -> int:
         root = fh.read().strip() or root  # the root the task was created with
     subprocess.run(["runc", "--root", root, "delete", "--force", args.id], capture_output=True, timeout=30, check=False)
     subprocess.run(["umount", "-l", os.path.join(bundle, "rootfs")], capture_output=True, timeout=30, check=False)
+    # A shim that died leaves its socket behind; remove it unless another task's shim lives there.
+    path = args.socket or socket_path(args.address, args.namespace, group_of(bundle, args.id))
+    if not socket_in_use(Path(path)):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
     from google.protobuf import timestamp_pb2
 
     from pycontainerd.api.containerd.runtime.task.v2 import shim_pb2

@@ -136,3 +136,42 @@ def run_server(path: str, namespace: str, ttrpc_address: str, bundle: str, debug
         log.exception("shim failed")
         return 1
     return 0
+
+
+def fork_shim(request: dict[str, object]) -> dict[str, object]:
+    """Start a detached shim for ``request`` (bundle, path, namespace, ttrpc_address, debug, env).
+
+    Forks twice so the shim is nobody's child (like a daemonised Go shim) and waits until it
+    listens; returns ``{"ok": True, "pid": ...}`` or ``{"ok": False, "error": ...}``.
+    """
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # intermediate: start the shim and vanish
+        os.close(read_fd)
+        if os.fork() == 0:
+            code = 1
+            try:
+                os.chdir(str(request["bundle"]))
+                env = request.get("env")
+                if isinstance(env, dict):
+                    os.environ.clear()
+                    os.environ.update({str(k): str(v) for k, v in env.items()})
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                code = run_server(
+                    str(request["path"]),
+                    str(request["namespace"]),
+                    str(request["ttrpc_address"]),
+                    str(request["bundle"]),
+                    bool(request.get("debug")),
+                    write_fd,
+                )
+            finally:
+                os._exit(code)
+        os._exit(0)
+    os.close(write_fd)
+    os.waitpid(pid, 0)
+    with os.fdopen(read_fd, "rb") as ready:
+        answer = ready.read(64).split()
+    if not answer or answer[0] != b"ok":
+        return {"ok": False, "error": "shim failed to start"}
+    return {"ok": True, "pid": int(answer[1]) if len(answer) > 1 else 0}

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import sys
 
@@ -24,39 +23,6 @@ from pycontainerd.runc_shim import server
 SOCKET = "/run/pycontainerd/pyrunc-template.sock"
 IDLE_EXIT = 60.0
 READY_TIMEOUT = 10.0
-
-
-def _fork_shim(request: dict[str, object]) -> dict[str, object]:
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # intermediate: start the shim and vanish
-        os.close(read_fd)
-        if os.fork() == 0:
-            try:
-                os.chdir(str(request["bundle"]))
-                os.environ.clear()
-                os.environ.update({str(k): str(v) for k, v in dict(request["env"]).items()})  # type: ignore[call-overload]
-                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                code = server.run_server(
-                    str(request["path"]),
-                    str(request["namespace"]),
-                    str(request["ttrpc_address"]),
-                    str(request["bundle"]),
-                    bool(request.get("debug")),
-                    write_fd,
-                )
-            except BaseException:
-                code = 1
-            os._exit(code)
-        os._exit(0)
-    os.close(write_fd)
-    os.waitpid(pid, 0)
-    with os.fdopen(read_fd, "rb") as ready:
-        answer = ready.read(64)
-    if not answer.startswith(b"ok"):
-        return {"ok": False, "error": "shim failed to start"}
-    parts = answer.split()
-    return {"ok": True, "pid": int(parts[1]) if len(parts) > 1 else 0}
 
 
 def serve_forever(path: str = SOCKET) -> None:
@@ -79,8 +45,11 @@ def serve_forever(path: str = SOCKET) -> None:
             with conn:
                 conn.settimeout(READY_TIMEOUT)
                 try:
-                    line = conn.makefile("rb").readline()
-                    reply = _fork_shim(json.loads(line))
+                    request = json.loads(conn.makefile("rb").readline())
+                    if request.get("quit"):
+                        conn.sendall(b'{"ok": true}\n')
+                        return
+                    reply = server.fork_shim(request)
                 except Exception as exc:
                     reply = {"ok": False, "error": str(exc)}
                 conn.sendall(json.dumps(reply).encode() + b"\n")

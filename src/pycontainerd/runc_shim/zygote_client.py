@@ -69,3 +69,17 @@ def request_fork(request: dict[str, object], path: str = SOCKET) -> dict[str, An
         return None  # the template went away (idle exit racing with us): fork ourselves
     reply: dict[str, Any] = json.loads(line)
     return reply
+
+
+def stop_template(path: str = SOCKET) -> bool:
+    """Ask a running template to exit now (it also exits by itself when idle)."""
+    sock = _connect(path)
+    if sock is None:
+        return False
+    with contextlib.closing(sock):
+        sock.settimeout(REQUEST_TIMEOUT)
+        try:
+            sock.sendall(b'{"quit": true}\n')
+            return bool(sock.makefile("rb").readline())
+        except OSError:
+            return False
