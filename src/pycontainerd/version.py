@@ -9,7 +9,6 @@ its precedence.
 from __future__ import annotations
 
 import functools
-import subprocess
 from pathlib import Path
 
 from pycontainerd import __version__
@@ -20,16 +19,29 @@ VERSION = f"v{API_LEVEL}+pycontainerd.{__version__}"
 
 @functools.cache
 def revision() -> str:
-    """The git commit of the source tree when run from a checkout, else the release."""
-    here = Path(__file__).resolve().parent
+    """The git commit of the source tree when run from a checkout, else the release.
+
+    Read from ``.git`` directly: no ``git`` process on the daemon's first Version call.
+    """
+    for directory in Path(__file__).resolve().parents:
+        git = directory / ".git"
+        if git.is_dir():
+            return _read_head(git) or f"pycontainerd-{__version__}"
+    return f"pycontainerd-{__version__}"
+
+
+def _read_head(git: Path) -> str:
     try:
-        out = subprocess.run(
-            ["git", "-C", str(here), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        )
-        return out.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return f"pycontainerd-{__version__}"
+        head = (git / "HEAD").read_text().strip()
+        if not head.startswith("ref: "):
+            return head
+        ref = head[len("ref: ") :]
+        loose = git / ref
+        if loose.is_file():
+            return loose.read_text().strip()
+        for line in (git / "packed-refs").read_text().splitlines():
+            if line.endswith(f" {ref}"):
+                return line.split()[0]
+    except OSError:
+        pass
+    return ""

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import time
+from typing import TYPE_CHECKING
 
-from google.protobuf import any_pb2, empty_pb2, timestamp_pb2
+from google.protobuf import any_pb2, empty_pb2
 
 from pycontainerd import identifiers
 from pycontainerd.api.containerd.services.ttrpc.events.v1 import events_pb2
-from pycontainerd.api.containerd.types import event_pb2
 from pycontainerd.errdefs import ContainerdError
+from pycontainerd.events import wire
 from pycontainerd.events.exchange import validate_topic
 from pycontainerd.ttrpc.client import Client
+
+if TYPE_CHECKING:
+    from pycontainerd.api.containerd.types import event_pb2
 
 SERVICE = "containerd.services.events.ttrpc.v1.Events"
 TIMEOUT = 10.0
@@ -36,13 +39,7 @@ def publish(address: str, topic: str, namespace: str, payload: bytes) -> int:
     except (ContainerdError, ValueError) as exc:
         print(f"pycontainerd publish: {exc}", file=sys.stderr)
         return 1
-    now = time.time_ns()
-    envelope = event_pb2.Envelope(
-        timestamp=timestamp_pb2.Timestamp(seconds=now // 1_000_000_000, nanos=now % 1_000_000_000),
-        namespace=namespace,
-        topic=topic,
-        event=event,
-    )
+    envelope = wire.envelope(namespace, topic, event)
     try:
         asyncio.run(_forward(address, envelope))
     except Exception as exc:

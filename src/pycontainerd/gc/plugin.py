@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from pycontainerd.errdefs import NotFound
 from pycontainerd.gc.scheduler import Scheduler, SchedulerConfig
 from pycontainerd.metadata import gc as metadata_gc
 from pycontainerd.plugin import types
 from pycontainerd.plugin.registration import InitContext, Registration
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from pycontainerd.metadata.plugin import Metadata
 
 
@@ -44,3 +47,16 @@ def _init(ctx: InitContext) -> Scheduler:
 REGISTRATION = Registration(
     type=types.GC, id="scheduler", init=_init, requires=(types.METADATA,), config=SchedulerConfig
 )
+
+
+def collect_now(ctx: InitContext) -> Callable[[], Awaitable[None]] | None:
+    """For services whose deletes take ``sync``: run a collection and wait, if GC is loaded."""
+    try:
+        scheduler: Scheduler = ctx.plugins.first(types.GC)
+    except NotFound:
+        return None
+
+    async def collect() -> None:
+        await scheduler.schedule_and_wait()
+
+    return collect

@@ -69,8 +69,7 @@ class NamespaceStore:
         """Every namespace, sorted by name."""
         with self._db.read() as tx:
             names = [row[0] for row in tx.execute("SELECT name FROM namespaces ORDER BY name")]
-            all_labels = {ns: lbls for ns in names for lbls in [labels.get(tx, ns, KIND, ns)]}
-        return [Namespace(n, all_labels[n]) for n in names]
+            return [Namespace(n, labels.get(tx, n, KIND, n)) for n in names]
 
     def update(self, name: str, ns_labels: Mapping[str, str], fieldpaths: Sequence[str] = ()) -> Namespace:
         """Update labels, as containerd does.

@@ -17,7 +17,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -129,16 +128,10 @@ def delete(args: argparse.Namespace) -> int:
     if not socket_in_use(Path(path)):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
-    from google.protobuf import timestamp_pb2
-
+    from pycontainerd import pbtime
     from pycontainerd.api.containerd.runtime.task.v2 import shim_pb2
 
-    ns = time.time_ns()
-    reply = shim_pb2.DeleteResponse(
-        pid=0,
-        exit_status=128 + signal.SIGKILL,
-        exited_at=timestamp_pb2.Timestamp(seconds=ns // 1_000_000_000, nanos=ns % 1_000_000_000),
-    )
+    reply = shim_pb2.DeleteResponse(pid=0, exit_status=128 + signal.SIGKILL, exited_at=pbtime.now())
     sys.stdout.buffer.write(reply.SerializeToString())
     sys.stdout.flush()
     return 0

@@ -12,15 +12,14 @@ import logging
 import os
 import signal
 import sys
-import time
 from typing import TYPE_CHECKING
 
-from google.protobuf import any_pb2, empty_pb2, timestamp_pb2
+from google.protobuf import empty_pb2
 
 from pycontainerd.aio import spawn
 from pycontainerd.api.containerd.services.ttrpc.events.v1 import events_pb2
-from pycontainerd.api.containerd.types import event_pb2
 from pycontainerd.errdefs import rpc_status
+from pycontainerd.events import wire
 from pycontainerd.namespaces import TTRPC_NAMESPACE_HEADER
 from pycontainerd.runc_shim.reaper import Reaper, become_subreaper
 from pycontainerd.runc_shim.task import TaskService
@@ -29,6 +28,8 @@ from pycontainerd.ttrpc.server import Server
 
 if TYPE_CHECKING:
     from google.protobuf.message import Message
+
+    from pycontainerd.api.containerd.types import event_pb2
 
 log = logging.getLogger("pycontainerd.shim")
 
@@ -48,14 +49,7 @@ class Publisher:
 
     def publish(self, topic: str, event: Message) -> None:
         """Queue one event."""
-        ns = time.time_ns()
-        envelope = event_pb2.Envelope(
-            timestamp=timestamp_pb2.Timestamp(seconds=ns // 1_000_000_000, nanos=ns % 1_000_000_000),
-            namespace=self._namespace,
-            topic=topic,
-            event=any_pb2.Any(type_url=event.DESCRIPTOR.full_name, value=event.SerializeToString()),
-        )
-        self._queue.put_nowait(envelope)
+        self._queue.put_nowait(wire.envelope(self._namespace, topic, event))
 
     async def _run(self) -> None:
 

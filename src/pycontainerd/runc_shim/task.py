@@ -15,9 +15,9 @@ import signal
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from google.protobuf import any_pb2, empty_pb2, timestamp_pb2
+from google.protobuf import any_pb2, empty_pb2
 
-from pycontainerd import __version__
+from pycontainerd import __version__, pbtime
 from pycontainerd.aio import spawn as spawn_task
 from pycontainerd.api.containerd.events import task_pb2 as ev
 from pycontainerd.api.containerd.runtime.task.v2 import shim_pb2 as pb
@@ -42,10 +42,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 RUNC_OPTIONS = "containerd.runc.v1.Options"
 RUNC_ROOT_FILE = "runc-root"
-
-
-def _ts(ns: int) -> timestamp_pb2.Timestamp:
-    return timestamp_pb2.Timestamp(seconds=ns // 1_000_000_000, nanos=ns % 1_000_000_000)
 
 
 def _open_stdio(stdin: str, stdout: str, stderr: str) -> tuple[Stdio, list[int]]:
@@ -230,7 +226,7 @@ class TaskService:
                             id=exec_id or c.id,
                             pid=pid,
                             exit_status=status,
-                            exited_at=_ts(proc.exited_at_ns),
+                            exited_at=pbtime.timestamp(proc.exited_at_ns),
                         ),
                     )
         return found
@@ -365,7 +361,7 @@ class TaskService:
             exec_id=req.exec_id,
         )
         if proc.exited_at_ns:
-            out.exited_at.CopyFrom(_ts(proc.exited_at_ns))
+            out.exited_at.CopyFrom(pbtime.timestamp(proc.exited_at_ns))
         return out
 
     async def kill(self, ctx: Any, req: pb.KillRequest) -> empty_pb2.Empty:
@@ -386,7 +382,7 @@ class TaskService:
             fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             c.waiters.setdefault(req.exec_id, []).append(fut)
             await fut
-        return pb.WaitResponse(exit_status=proc.exit_status, exited_at=_ts(proc.exited_at_ns))
+        return pb.WaitResponse(exit_status=proc.exit_status, exited_at=pbtime.timestamp(proc.exited_at_ns))
 
     async def delete(self, ctx: Any, req: pb.DeleteRequest) -> pb.DeleteResponse:
         c = self._get(req.id)
@@ -420,10 +416,12 @@ class TaskService:
                     id=req.id,
                     pid=proc.pid,
                     exit_status=proc.exit_status,
-                    exited_at=_ts(proc.exited_at_ns),
+                    exited_at=pbtime.timestamp(proc.exited_at_ns),
                 ),
             )
-        return pb.DeleteResponse(pid=proc.pid, exit_status=proc.exit_status, exited_at=_ts(proc.exited_at_ns))
+        return pb.DeleteResponse(
+            pid=proc.pid, exit_status=proc.exit_status, exited_at=pbtime.timestamp(proc.exited_at_ns)
+        )
 
     async def _wait_stopped(self, c: Container, proc: Process) -> None:
         while proc.state not in (State.STOPPED, State.DELETED):

@@ -10,7 +10,8 @@ from pycontainerd.api.containerd.services.images.v1 import images_pb2 as pb
 from pycontainerd.api.containerd.services.images.v1 import images_pb2_grpc as pb_grpc
 from pycontainerd.api.containerd.types import descriptor_pb2
 from pycontainerd.core.images import Descriptor, Image
-from pycontainerd.errdefs import InvalidArgument, NotFound
+from pycontainerd.errdefs import InvalidArgument
+from pycontainerd.gc.plugin import collect_now
 from pycontainerd.plugin import types
 from pycontainerd.plugin.registration import InitContext, Registration
 from pycontainerd.services._context import request_context
@@ -88,15 +89,7 @@ class ImagesService(pb_grpc.ImagesServicer):
 
 def _init(ctx: InitContext) -> ImagesService:
     metadata: Metadata = ctx.plugins.first(types.METADATA)
-    try:
-        scheduler = ctx.plugins.first(types.GC)
-    except NotFound:
-        return ImagesService(metadata.images)
-
-    async def collect_now() -> None:
-        await scheduler.schedule_and_wait()
-
-    return ImagesService(metadata.images, collect_now)
+    return ImagesService(metadata.images, collect_now(ctx))
 
 
 REGISTRATION = Registration(type=types.GRPC, id="images", init=_init, requires=(types.METADATA, types.GC))

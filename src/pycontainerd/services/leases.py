@@ -9,7 +9,7 @@ from google.protobuf import empty_pb2
 
 from pycontainerd.api.containerd.services.leases.v1 import leases_pb2 as pb
 from pycontainerd.api.containerd.services.leases.v1 import leases_pb2_grpc as pb_grpc
-from pycontainerd.errdefs import NotFound
+from pycontainerd.gc.plugin import collect_now
 from pycontainerd.metadata.leases import Lease, LeaseStore, Resource
 from pycontainerd.plugin import types
 from pycontainerd.plugin.registration import InitContext, Registration
@@ -74,15 +74,7 @@ class LeasesService(pb_grpc.LeasesServicer):
 
 def _init(ctx: InitContext) -> LeasesService:
     metadata: Metadata = ctx.plugins.first(types.METADATA)
-    try:
-        scheduler = ctx.plugins.first(types.GC)
-    except NotFound:
-        return LeasesService(metadata.leases)
-
-    async def collect_now() -> None:
-        await scheduler.schedule_and_wait()
-
-    return LeasesService(metadata.leases, collect_now)
+    return LeasesService(metadata.leases, collect_now(ctx))
 
 
 REGISTRATION = Registration(type=types.GRPC, id="leases", init=_init, requires=(types.METADATA, types.GC))

@@ -24,15 +24,12 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pycontainerd.core.snapshots import Info, Kind, Mount, Usage
+from pycontainerd.core.snapshots import Info, Kind, Mount
 from pycontainerd.errdefs import InvalidArgument
 from pycontainerd.snapshots import mount as mounting
+from pycontainerd.snapshots.base import MetastoreSnapshotter
 from pycontainerd.snapshots.storage import (
-    MetaStore,
     Snapshot,
-    disk_usage,
-    remove_orphans,
-    remove_snapshot,
     remove_tree,
 )
 
@@ -99,7 +96,7 @@ def unsupported_reason(root: str | Path) -> str | None:
         remove_tree(check)
 
 
-class OverlaySnapshotter:
+class OverlaySnapshotter(MetastoreSnapshotter):
     """Snapshots as overlayfs layers under ``root``.
 
     Args:
@@ -110,21 +107,20 @@ class OverlaySnapshotter:
     """
 
     def __init__(self, root: str | Path, *, upperdir_label: bool = False, mount_options: Sequence[str] = ()) -> None:
-        self.root = Path(root).absolute()
-        if ":" in str(self.root) or "," in str(self.root):
-            raise InvalidArgument(f"overlay snapshotter root {self.root} must not contain ':' or ','")
-        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._snapshots = self.root / "snapshots"
-        self._snapshots.mkdir(mode=0o700, exist_ok=True)
+        root = Path(root).absolute()
+        if ":" in str(root) or "," in str(root):
+            raise InvalidArgument(f"overlay snapshotter root {root} must not contain ':' or ','")
+        super().__init__(root)
         self._upperdir_label = upperdir_label
         self.options: tuple[str, ...] = tuple(default_mount_options(self.root, mount_options))
-        self._ms = MetaStore(self.root / "metadata.db")
-        self.cleanup()
 
     # -- paths and mounts ---------------------------------------------------------------
 
     def _upper(self, id_: int) -> str:
         return f"{self._snapshots}/{id_}/fs"
+
+    def _layer_dir(self, id_: int) -> str:
+        return self._upper(id_)
 
     def _work(self, id_: int) -> str:
         return f"{self._snapshots}/{id_}/work"
@@ -156,20 +152,6 @@ class OverlaySnapshotter:
             record = tx.get(key)
         return self._labelled(record.id, record.info)
 
-    def usage(self, key: str) -> Usage:
-        """Recorded usage of a committed snapshot; measured ``fs`` of an active one."""
-        with self._ms.read() as tx:
-            record = tx.get(key)
-        if record.info.kind == Kind.ACTIVE:
-            return disk_usage(self._upper(record.id))
-        return record.usage
-
-    def mounts(self, key: str) -> list[Mount]:
-        """Mounts of an active snapshot or view; FailedPrecondition for a committed one."""
-        with self._ms.read() as tx:
-            snapshot = tx.snapshot(key)
-        return self._mounts(snapshot)
-
     def walk(self) -> Iterator[Info]:
         """Every snapshot (read in one transaction, then yielded)."""
         with self._ms.read() as tx:
@@ -188,14 +170,6 @@ class OverlaySnapshotter:
             updated = tx.update(wanted, fieldpaths)
             id_ = tx.get(info.name).id
         return self._labelled(id_, updated)
-
-    def prepare(self, key: str, parent: str = "", labels: Mapping[str, str] | None = None) -> list[Mount]:
-        """Create an active snapshot on top of the committed ``parent``."""
-        return self._create(Kind.ACTIVE, key, parent, labels)
-
-    def view(self, key: str, parent: str = "", labels: Mapping[str, str] | None = None) -> list[Mount]:
-        """Create a read-only view of the committed ``parent``."""
-        return self._create(Kind.VIEW, key, parent, labels)
 
     def _create(self, kind: Kind, key: str, parent: str, labels: Mapping[str, str] | None) -> list[Mount]:
         final: str | None = None
@@ -226,22 +200,3 @@ class OverlaySnapshotter:
                 remove_tree(final)
             raise
         return self._mounts(snapshot)
-
-    def commit(self, name: str, key: str, labels: Mapping[str, str] | None = None) -> None:
-        """Commit the active ``key`` as ``name`` (labels replaced); a view cannot be committed."""
-        with self._ms.write() as tx:
-            record = tx.get(key)
-            usage = disk_usage(self._upper(record.id)) if record.info.kind == Kind.ACTIVE else Usage()
-            tx.commit(key, name, usage, labels)
-
-    def remove(self, key: str) -> None:
-        """Remove ``key`` and its directory; FailedPrecondition while it has children."""
-        remove_snapshot(self._ms, key, self._snapshots)
-
-    def cleanup(self) -> list[str]:
-        """Delete directories no record owns (crash leftovers); returns their names."""
-        return remove_orphans(self._ms, self._snapshots)
-
-    def close(self) -> None:
-        """Close the metastore (idempotent)."""
-        self._ms.close()

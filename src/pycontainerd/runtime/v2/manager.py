@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from google.protobuf import empty_pb2, timestamp_pb2
+from google.protobuf import empty_pb2
 
+from pycontainerd import pbtime
 from pycontainerd.aio import spawn
 from pycontainerd.api.containerd.events import task_pb2 as task_events
 from pycontainerd.api.containerd.runtime.task.v2 import shim_pb2
@@ -237,7 +237,7 @@ class TaskManager:
         except FailedPrecondition:
             reply = shim_pb2.DeleteResponse(pid=task.pid, exit_status=DEAD_SHIM_EXIT_STATUS)
         if not reply.HasField("exited_at"):
-            reply.exited_at.CopyFrom(_now())
+            reply.exited_at.CopyFrom(pbtime.now())
         if self._publish is not None:
             self._publish(
                 task.namespace,
@@ -326,8 +326,3 @@ class _Closed:
 
     async def close(self) -> None:
         return None
-
-
-def _now() -> timestamp_pb2.Timestamp:
-    ns = time.time_ns()
-    return timestamp_pb2.Timestamp(seconds=ns // 1_000_000_000, nanos=ns % 1_000_000_000)
