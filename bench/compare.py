@@ -404,7 +404,14 @@ def w_restore(daemons: list[Daemon], runs: int) -> Result:
         assert d.ctr("images", "import", str(image)).returncode == 0
         for i in range(count):
             res = d.ctr(
-                "run", "-d", "--runtime", GO_SHIM[d.name], "docker.io/library/busybox:bench", f"k{i}-{d.name}", "sleep", "900"
+                "run",
+                "-d",
+                "--runtime",
+                GO_SHIM[d.name],
+                "docker.io/library/busybox:bench",
+                f"k{i}-{d.name}",
+                "sleep",
+                "900",
             )
             assert res.returncode == 0, res.stderr
     try:
