@@ -13,6 +13,9 @@ APT_PACKAGES=(
   runc                                     # the OCI runtime
   busybox-static                           # test images are built from it
   runsc                                    # gVisor, an OCI runtime selected with BinaryName
+  docker-registry                          # a real OCI registry on 127.0.0.1 for pull/push tests
+  criu                                     # checkpoint/restore of containers (runc checkpoint)
+  crun                                     # a second OCI runtime, selected with BinaryName
   python3-venv
   iproute2 procps util-linux
 )
