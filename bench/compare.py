@@ -102,6 +102,7 @@ class Daemon:
         )
         shutil.rmtree(self.base, ignore_errors=True)
         self.base.mkdir(parents=True)
+        os.sync()  # the next run must not pay for this one's deletes (journal, discards)
 
     def memory(self) -> tuple[int, int]:
         """(RSS, PSS) of the daemon process in bytes."""

@@ -9,7 +9,6 @@ archive or the existing tree contains.
 from __future__ import annotations
 
 import os
-import posixpath
 
 from pycontainerd.errdefs import InvalidArgument
 
@@ -71,12 +70,3 @@ def resolve(root: str, rel: str, *, follow_last: bool = True) -> str:
     if out != root and not out.startswith(root + os.sep):
         raise InvalidArgument(f"path {rel!r} escapes {root}")
     return out
-
-
-def parent_and_base(root: str, name: str) -> tuple[str, str]:
-    """The resolved parent directory of a member and its final component (not followed)."""
-    clean = clean_name(name)
-    if not clean:
-        return os.path.abspath(root), ""
-    parent, base = posixpath.split(clean)
-    return resolve(root, parent), base

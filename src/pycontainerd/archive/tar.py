@@ -28,7 +28,7 @@ import tarfile
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, Literal
 
-from pycontainerd.archive.rootpath import clean_name, parent_and_base, resolve
+from pycontainerd.archive.rootpath import clean_name, resolve
 from pycontainerd.errdefs import InvalidArgument
 
 if TYPE_CHECKING:
@@ -83,11 +83,18 @@ class ApplyStats:
     skipped: list[str] = field(default_factory=list)
 
 
-def _remove_any(path: str) -> None:
-    if os.path.isdir(path) and not os.path.islink(path):
+def _remove_any(path: str) -> bool:
+    """Remove whatever is at ``path``; True when it was a directory or a symlink (which can
+    change how later names resolve)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    if stat.S_ISDIR(st.st_mode):
         shutil.rmtree(path)
-    elif os.path.lexists(path):
-        os.unlink(path)
+        return True
+    os.unlink(path)
+    return stat.S_ISLNK(st.st_mode)
 
 
 class _Applier:
@@ -98,18 +105,31 @@ class _Applier:
         self.stats = ApplyStats()
         self.created: set[str] = set()
         self.dir_times: list[tuple[str, int]] = []
+        # Clean relative name of a directory -> its resolved host path, for directories seen
+        # to be real directories during this apply. Any removal of a directory or symlink
+        # clears it, so a later member can never resolve through a stale entry.
+        self.dirs: dict[str, str] = {"": self.root}
 
     def _owner(self, member: tarfile.TarInfo) -> tuple[int, int]:
         if self.opts.id_map is not None:
             return self.opts.id_map(member.uid, member.gid)
         return member.uid, member.gid
 
-    def _finish(self, path: str, member: tarfile.TarInfo) -> None:
-        if self.chown:
-            uid, gid = self._owner(member)
-            os.lchown(path, uid, gid)
-        if not member.issym():
-            os.chmod(path, member.mode & 0o7777)
+    def _remove(self, path: str) -> None:
+        if _remove_any(path):
+            self.dirs = {"": self.root}
+
+    def _parent(self, clean: str) -> tuple[str, str]:
+        """(resolved parent dir, base name) of a member, missing parents created."""
+        parent_rel, _, base = clean.rpartition("/")
+        parent = self.dirs.get(parent_rel)
+        if parent is None:
+            parent = resolve(self.root, parent_rel)
+            os.makedirs(parent, mode=0o755, exist_ok=True)
+            self.dirs[parent_rel] = parent
+        return parent, base
+
+    def _xattrs(self, target: str | int, member: tarfile.TarInfo) -> None:
         for key, value in member.pax_headers.items():
             if not key.startswith("SCHILY.xattr."):
                 continue
@@ -117,9 +137,20 @@ class _Applier:
             if name.startswith("trusted."):
                 continue
             try:
-                os.setxattr(path, name, value.encode("utf-8", "surrogateescape"), follow_symlinks=False)
+                if isinstance(target, int):
+                    os.setxattr(target, name, value.encode("utf-8", "surrogateescape"))
+                else:
+                    os.setxattr(target, name, value.encode("utf-8", "surrogateescape"), follow_symlinks=False)
             except OSError as exc:
-                log.debug("cannot set xattr %s on %s: %s", name, path, exc)
+                log.debug("cannot set xattr %s on %s: %s", name, target, exc)
+
+    def _finish(self, path: str, member: tarfile.TarInfo) -> None:
+        if self.chown:
+            uid, gid = self._owner(member)
+            os.lchown(path, uid, gid)
+        if not member.issym():
+            os.chmod(path, member.mode & 0o7777)
+        self._xattrs(path, member)
         mtime_ns = int(member.mtime * 1_000_000_000)
         if member.isdir():
             self.dir_times.append((path, mtime_ns))
@@ -134,14 +165,12 @@ class _Applier:
                 for entry in os.listdir(parent):
                     full = os.path.join(parent, entry)
                     if full not in self.created:
-                        _remove_any(full)
+                        self._remove(full)
             return
         target = os.path.join(parent, base[len(WHITEOUT_PREFIX) :])
+        self._remove(target)
         if self.opts.whiteouts == "overlay":
-            _remove_any(target)
             os.mknod(target, 0o600 | stat.S_IFCHR, os.makedev(0, 0))
-        else:
-            _remove_any(target)
 
     def apply(self, tf: tarfile.TarFile) -> ApplyStats:
         for member in tf:
@@ -156,52 +185,94 @@ class _Applier:
         clean = clean_name(member.name)
         if not clean:
             return  # the root itself keeps the snapshot's permissions
-        parent, base = parent_and_base(self.root, clean)
-        os.makedirs(parent, mode=0o755, exist_ok=True)
+        parent, base = self._parent(clean)
         if base.startswith(WHITEOUT_PREFIX):
             self._whiteout(parent, base, clean)
             return
         path = os.path.join(parent, base)
+        if member.isreg():
+            self._write_file(tf, member, path)
+            return
         if member.isdir():
-            if os.path.lexists(path) and not (os.path.isdir(path) and not os.path.islink(path)):
-                _remove_any(path)
-            os.makedirs(path, mode=0o755, exist_ok=True)
-        else:
-            _remove_any(path)
-            if member.isreg():
-                self._write_file(tf, member, path)
-            elif member.issym():
-                os.symlink(member.linkname, path)
-            elif member.islnk():
-                target = resolve(self.root, clean_name(member.linkname), follow_last=False)
-                if not os.path.lexists(target):
-                    raise InvalidArgument(f"hard link {clean} -> {member.linkname}: target does not exist in the layer")
-                os.link(target, path, follow_symlinks=False)
-                self.created.add(path)
-                return  # a hard link shares the target's metadata
-            elif member.isfifo():
-                os.mkfifo(path, member.mode & 0o7777)
-            elif member.ischr() or member.isblk():
-                if not self.opts.allow_devices:
-                    self.stats.skipped.append(clean)
-                    return
-                kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
-                os.mknod(path, (member.mode & 0o7777) | kind, os.makedev(member.devmajor, member.devminor))
-            else:
+            try:
+                os.mkdir(path, 0o755)
+            except FileExistsError:
+                if not stat.S_ISDIR(os.lstat(path).st_mode):
+                    self._remove(path)
+                    os.mkdir(path, 0o755)
+            self.dirs[clean] = path
+        elif member.issym():
+            self._create(path, lambda: os.symlink(member.linkname, path))
+        elif member.islnk():
+            target = resolve(self.root, clean_name(member.linkname), follow_last=False)
+            if not os.path.lexists(target):
+                raise InvalidArgument(f"hard link {clean} -> {member.linkname}: target does not exist in the layer")
+            if target == path:
+                return  # a link to itself: nothing to do
+            self._create(path, lambda: os.link(target, path, follow_symlinks=False))
+            self.created.add(path)
+            return  # a hard link shares the target's metadata
+        elif member.isfifo():
+            self._create(path, lambda: os.mkfifo(path, member.mode & 0o7777))
+        elif member.ischr() or member.isblk():
+            if not self.opts.allow_devices:
                 self.stats.skipped.append(clean)
                 return
+            kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
+            dev = os.makedev(member.devmajor, member.devminor)
+            self._create(path, lambda: os.mknod(path, (member.mode & 0o7777) | kind, dev))
+        else:
+            self.stats.skipped.append(clean)
+            return
         self.created.add(path)
         self._finish(path, member)
 
+    def _create(self, path: str, make: Callable[[], None]) -> None:
+        """Create a non-directory entry, replacing whatever was at ``path``."""
+        try:
+            make()
+        except FileExistsError:
+            self._remove(path)
+            make()
+
     def _write_file(self, tf: tarfile.TarFile, member: tarfile.TarInfo, path: str) -> None:
-        src = tf.extractfile(member)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(path, flags, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            if src is not None:
-                while chunk := src.read(COPY_CHUNK):
-                    out.write(chunk)
-                    self.stats.bytes += len(chunk)
+        try:
+            fd = os.open(path, flags, 0o600)
+        except FileExistsError:
+            self._remove(path)
+            fd = os.open(path, flags, 0o600)
+        try:
+            size = member.size
+            if size:
+                src = tf.extractfile(member)
+                assert src is not None
+                if size <= COPY_CHUNK:
+                    data = src.read(size)
+                    _write_all(fd, data)
+                    self.stats.bytes += len(data)
+                else:
+                    while chunk := src.read(COPY_CHUNK):
+                        _write_all(fd, chunk)
+                        self.stats.bytes += len(chunk)
+            # Metadata through the descriptor: no more path lookups; times last, after the data.
+            if self.chown:
+                uid, gid = self._owner(member)
+                os.fchown(fd, uid, gid)
+            os.fchmod(fd, member.mode & 0o7777)
+            if member.pax_headers:
+                self._xattrs(fd, member)
+            mtime_ns = int(member.mtime * 1_000_000_000)
+            os.utime(fd, ns=(mtime_ns, mtime_ns))
+        finally:
+            os.close(fd)
+        self.created.add(path)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def apply_tar(stream: IO[bytes], root: str | os.PathLike[str], options: ApplyOptions | None = None) -> ApplyStats:

@@ -88,6 +88,15 @@ def test_regular_tree(tmp_path: Path) -> None:
         ("symlink-dir-relative", [("evil", "symlink", "../../.."), ("evil/escaped", "file", b"x")]),
         ("symlink-chain", [("a", "symlink", "b"), ("b", "symlink", "../.."), ("a/escaped", "file", b"x")]),
         ("symlink-then-overwrite", [("escaped", "symlink", "/tmp/outside-target"), ("escaped", "file", b"x")]),
+        # A directory used (and so remembered) as a parent, then replaced by a symlink out.
+        (
+            "dir-replaced-by-symlink",
+            [("d/", "dir", b""), ("d/first", "file", b"x"), ("d", "symlink", "../../.."), ("d/escaped", "file", b"x")],
+        ),
+        (
+            "parent-replaced-by-symlink",
+            [("p/q/one", "file", b"x"), ("p", "symlink", "/"), ("p/q/escaped", "file", b"x")],
+        ),
     ],
 )
 def test_breakouts_stay_inside(tmp_path: Path, name: str, entries: list[Entry]) -> None:
