@@ -6,11 +6,16 @@ against the image config, then committed under its chain ID. As containerd does,
 blob gets a ``containerd.io/uncompressed`` label and the config blob a
 ``containerd.io/gc.ref.snapshot.<snapshotter>`` label pointing at the top of the chain, so the
 garbage collector keeps the snapshots exactly as long as the image.
+
+Metadata calls stay on the calling (event loop) thread; only the extraction runs in a worker
+thread, so the daemon keeps answering while a layer is written.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pycontainerd.diff.apply import apply_layer
@@ -18,6 +23,7 @@ from pycontainerd.errdefs import AlreadyExists, FailedPrecondition, InvalidArgum
 from pycontainerd.images.manifest import chain_ids
 
 if TYPE_CHECKING:
+    from pycontainerd.core.images import Descriptor
     from pycontainerd.images.manifest import ImageManifest
     from pycontainerd.metadata.content import ContentStore
     from pycontainerd.metadata.snapshots import NamespacedSnapshotter
@@ -26,8 +32,17 @@ if TYPE_CHECKING:
 SNAPSHOT_REF_LABEL = "containerd.io/snapshot.ref"
 UNCOMPRESSED_LABEL = "containerd.io/uncompressed"
 
+LayerEvent = Callable[["Descriptor", str], None]
+"""Told ``(layer, "extracting" | "extracted" | "exists")`` as the unpack goes."""
 
-def unpack(ctx: RequestContext, content: ContentStore, snapshotter: NamespacedSnapshotter, image: ImageManifest) -> str:
+
+async def unpack(
+    ctx: RequestContext,
+    content: ContentStore,
+    snapshotter: NamespacedSnapshotter,
+    image: ImageManifest,
+    on_layer: LayerEvent | None = None,
+) -> str:
     """Unpack ``image`` into ``snapshotter``; returns the chain ID of the top layer."""
     diff_ids = image.diff_ids
     if len(diff_ids) != len(image.layers):
@@ -39,7 +54,14 @@ def unpack(ctx: RequestContext, content: ContentStore, snapshotter: NamespacedSn
         try:
             snapshotter.stat(ctx, chain_id)
         except NotFound:
-            _apply(ctx, content, snapshotter, layer.digest, layer.media_type, diff_id, chain_id, parent)
+            if on_layer is not None:
+                on_layer(layer, "extracting")
+            await _apply(ctx, content, snapshotter, layer.digest, layer.media_type, diff_id, chain_id, parent)
+            if on_layer is not None:
+                on_layer(layer, "extracted")
+        else:
+            if on_layer is not None:
+                on_layer(layer, "exists")
         parent = chain_id
         info = content.info(ctx, layer.digest)
         if info.labels.get(UNCOMPRESSED_LABEL) != diff_id:
@@ -50,7 +72,7 @@ def unpack(ctx: RequestContext, content: ContentStore, snapshotter: NamespacedSn
     return parent
 
 
-def _apply(
+async def _apply(
     ctx: RequestContext,
     content: ContentStore,
     snapshotter: NamespacedSnapshotter,
@@ -67,7 +89,7 @@ def _apply(
     key = f"extract-{uuid.uuid4().hex[:12]} {chain_id}"
     mounts = snapshotter.prepare(ctx, key, parent, {SNAPSHOT_REF_LABEL: chain_id})
     try:
-        applied = apply_layer(blob_path(digest), media_type, mounts)
+        applied = await asyncio.to_thread(apply_layer, blob_path(digest), media_type, mounts)
         if applied.digest != diff_id:
             raise FailedPrecondition(f"wrong diff id calculated on extraction {applied.digest}, expected {diff_id}")
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import tarfile
@@ -67,7 +68,7 @@ def test_unpack_chain_and_labels(tmp_path: Path, stores: tuple[ContentStore, Nam
     image = build_image(tmp_path / "img.tar", extra_layers=2, files_per_layer=10)
     target = load_layout(content, image.path)
     (found,) = manifests(reader(content), target)  # type: ignore[arg-type]
-    top = unpack(CTX, content, snapshotter, found)
+    top = asyncio.run(unpack(CTX, content, snapshotter, found))
     chain = chain_ids(found.diff_ids)
     assert top == chain[-1]
     infos = {i.name: i for i in snapshotter.list(CTX)}
@@ -80,7 +81,7 @@ def test_unpack_chain_and_labels(tmp_path: Path, stores: tuple[ContentStore, Nam
     view = snapshotter.view(CTX, "look", top)
     root = Path(view[0].source)
     assert (root / "bin" / "busybox").exists() and (root / "data" / "layer1").is_dir()
-    assert unpack(CTX, content, snapshotter, found) == top, "a second unpack reuses the chain"
+    assert asyncio.run(unpack(CTX, content, snapshotter, found)) == top, "a second unpack reuses the chain"
 
 
 def test_index_platform_selection(stores: tuple[ContentStore, NamespacedSnapshotter]) -> None:

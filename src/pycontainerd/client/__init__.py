@@ -1,0 +1,1 @@
+"""The Python client library: talk to pycontainerd (or containerd 2.x) over its socket."""

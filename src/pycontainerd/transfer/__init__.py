@@ -1,0 +1,1 @@
+"""The Transfer service's engine: pull, push, import, export and tag, with progress."""

@@ -1,0 +1,111 @@
+"""Byte streams over a named stream, with containerd's window flow control.
+
+The reading side grants the writer credit with ``WindowUpdate`` messages (64 KiB at a time,
+topped up whenever less than that is outstanding); the writing side sends ``Data`` messages
+of at most 32 KiB and never more than its credit. Both ends interoperate with containerd's
+client library.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING
+
+from pycontainerd.aio import spawn
+from pycontainerd.api.containerd.types.transfer import streaming_pb2 as tpb
+from pycontainerd.errdefs import InvalidArgument
+from pycontainerd.streaming.manager import EndOfStream
+from pycontainerd.typeurl import name_of, pack
+
+if TYPE_CHECKING:
+    from pycontainerd.streaming.manager import Stream
+
+MAX_READ = 32 * 1024
+WINDOW = 2 * MAX_READ
+DATA = tpb.Data.DESCRIPTOR.full_name
+WINDOW_UPDATE = tpb.WindowUpdate.DESCRIPTOR.full_name
+
+
+class ByteReader:
+    """Reads the bytes a client sends on ``stream``; :meth:`read` returns b"" at the end."""
+
+    def __init__(self, stream: Stream) -> None:
+        self._stream = stream
+        self._granted = 0
+        self._buffer = bytearray()
+        self._eof = False
+
+    async def _grant(self) -> None:
+        while self._granted < WINDOW:
+            await self._stream.send(pack(tpb.WindowUpdate(update=WINDOW)))
+            self._granted += WINDOW
+
+    async def _fill(self) -> None:
+        await self._grant()
+        try:
+            message = await self._stream.recv()
+        except EndOfStream:
+            self._eof = True
+            return
+        if name_of(message) != DATA:
+            raise InvalidArgument(f"byte stream received {message.type_url}, expected {DATA}")
+        data = tpb.Data.FromString(message.value).data
+        self._granted -= len(data)
+        self._buffer += data
+
+    async def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes (all remaining when negative); b"" at the end of the stream."""
+        while not self._eof and (size < 0 or len(self._buffer) < size):
+            await self._fill()
+        if size < 0 or size >= len(self._buffer):
+            out = bytes(self._buffer)
+            self._buffer.clear()
+        else:
+            out = bytes(self._buffer[:size])
+            del self._buffer[:size]
+        return out
+
+
+class ByteWriter:
+    """Sends bytes to a client on ``stream`` as its ``WindowUpdate`` credit allows."""
+
+    def __init__(self, stream: Stream) -> None:
+        self._stream = stream
+        self._credit = 0
+        self._more = asyncio.Event()
+        self._closed = False
+        self._task = spawn(self._windows())
+
+    async def _windows(self) -> None:
+        while True:
+            try:
+                message = await self._stream.recv()
+            except EndOfStream:
+                self._closed = True
+                self._more.set()
+                return
+            if name_of(message) == WINDOW_UPDATE:
+                self._credit += tpb.WindowUpdate.FromString(message.value).update
+                self._more.set()
+
+    async def write(self, data: bytes) -> None:
+        """Send all of ``data``, waiting for credit; raises EndOfStream if the client left."""
+        view = memoryview(data)
+        while view:
+            while self._credit <= 0:
+                if self._closed:
+                    raise EndOfStream("client closed the stream")
+                self._more.clear()
+                await self._more.wait()
+            n = min(len(view), MAX_READ, self._credit)
+            await self._stream.send(pack(tpb.Data(data=bytes(view[:n]))))
+            self._credit -= n
+            view = view[n:]
+
+    async def aclose(self) -> None:
+        """Stop reading credit updates and close the stream (the client sees its end)."""
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._stream.close()

@@ -1,0 +1,91 @@
+"""The plain objects a transfer moves between: what the Transfer API's Any messages decode to."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pycontainerd.core.images import Descriptor
+    from pycontainerd.images.platforms import Platform
+    from pycontainerd.streaming.manager import Stream
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """An extra name an image store gives what it stores (containerd's ``ImageReference``)."""
+
+    name: str
+    is_prefix: bool = False
+    allow_overwrite: bool = False
+    add_digest: bool = False
+    skip_named_digest: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Unpack:
+    """Unpack the manifest for ``platform`` into ``snapshotter`` ("" = the default)."""
+
+    platform: Platform
+    snapshotter: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ImageStoreTarget:
+    """The local image store as a source (by name) or destination (``ImageStore``)."""
+
+    name: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    platforms: tuple[Platform, ...] = ()
+    all_metadata: bool = False
+    manifest_limit: int = 0
+    extra_references: tuple[Reference, ...] = ()
+    unpacks: tuple[Unpack, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ImportStream:
+    """An image archive the client streams in (``ImageImportStream``)."""
+
+    stream: Stream
+    media_type: str = ""
+    force_compress: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ExportStream:
+    """An image archive streamed out to the client (``ImageExportStream``)."""
+
+    stream: Stream
+    media_type: str = ""
+    platforms: tuple[Platform, ...] = ()
+    all_platforms: bool = False
+    skip_compatibility_manifest: bool = False
+    skip_non_distributable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Registry:
+    """A remote registry repository (``OCIRegistry``)."""
+
+    reference: str
+    host_dir: str = ""
+    default_scheme: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+    auth_stream: Stream | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """One progress report (``containerd.types.transfer.Progress``)."""
+
+    event: str
+    name: str = ""
+    parents: tuple[str, ...] = ()
+    progress: int = 0
+    total: int = 0
+    desc: Descriptor | None = None
+
+
+ProgressFn = Callable[[Progress], None]

@@ -1,0 +1,148 @@
+"""The Transfer and Streaming services, driven by our Python client: import, export, tag.
+
+What the transfers leave behind is checked with Debian's real ctr (images, content labels,
+snapshots), and the exported archive is imported again by ctr itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pycontainerd.api.containerd.types.transfer import imagestore_pb2, progress_pb2
+from pycontainerd.client.transfer import Client, platform_to_pb
+from pycontainerd.images.manifest import chain_ids
+from pycontainerd.images.platforms import host_platform
+from pycontainerd.tools.busybox import ImageInfo, build_image
+from tests.support.daemon import DaemonProcess, running_daemon
+
+pytestmark = [pytest.mark.integration, pytest.mark.root]
+
+NS = "transfer-test"
+REF = "docker.io/library/busybox:transfer"
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory: pytest.TempPathFactory) -> ImageInfo:
+    return build_image(tmp_path_factory.mktemp("img") / "busybox.tar", ref=REF, extra_layers=2, files_per_layer=30)
+
+
+@pytest.fixture
+def daemon() -> Iterator[DaemonProcess]:
+    with running_daemon() as d:
+        yield d
+
+
+async def _import(d: DaemonProcess, path: Path, store: imagestore_pb2.ImageStore) -> list[progress_pb2.Progress]:
+    events: list[progress_pb2.Progress] = []
+    client = Client(str(d.address), NS)
+    try:
+        with path.open("rb") as fh:
+            await client.import_archive(fh, store, events.append)
+    finally:
+        await client.close()
+    return events
+
+
+def unpacking_store(**kwargs: object) -> imagestore_pb2.ImageStore:
+    store = imagestore_pb2.ImageStore(**kwargs)  # type: ignore[arg-type]
+    store.unpacks.add(platform=platform_to_pb(host_platform()), snapshotter="overlayfs")
+    return store
+
+
+def test_import_stream_names_unpacks_and_labels(daemon: DaemonProcess, image: ImageInfo) -> None:
+    store = unpacking_store(
+        extra_references=[imagestore_pb2.ImageReference(name="import-test", is_prefix=True, allow_overwrite=True)],
+        platforms=[platform_to_pb(host_platform())],
+    )
+    events = asyncio.run(_import(daemon, image.path, store))
+    kinds = [e.event for e in events]
+    assert kinds[0] == "Importing" and kinds[-1] == "Completed import", kinds
+    assert any(e.event == "saved" and e.name == REF for e in events), kinds
+    assert kinds.count("extracted") == len(image.layer_digests)
+
+    listing = daemon.ctr("images", "ls", "-q", namespace=NS).stdout.split()
+    assert listing == [REF]
+    check = daemon.ctr("images", "check", namespace=NS).stdout
+    assert "complete" in check, check
+    # The manifest keeps its config and layers for the GC; layers know their diff IDs.
+    labels = daemon.ctr("content", "ls", namespace=NS).stdout
+    assert f"containerd.io/gc.ref.content.config={image.config_digest}" in labels
+    assert f"containerd.io/uncompressed={image.diff_ids[0]}" in labels
+    snapshots = daemon.ctr("snapshots", "ls", namespace=NS).stdout
+    for chain in chain_ids(image.diff_ids):
+        assert chain in snapshots
+    # No temporary lease is left holding anything.
+    assert daemon.ctr("leases", "ls", "-q", namespace=NS).stdout.strip() == ""
+
+
+def test_import_without_unpack_and_index_name(daemon: DaemonProcess, image: ImageInfo) -> None:
+    store = imagestore_pb2.ImageStore(name="example.com/whole:index")
+    asyncio.run(_import(daemon, image.path, store))
+    assert daemon.ctr("images", "ls", "-q", namespace=NS).stdout.split() == ["example.com/whole:index"]
+    assert daemon.ctr("snapshots", "ls", namespace=NS).stdout.count("\n") <= 1, "nothing unpacked"
+
+
+def test_export_stream_round_trips_through_ctr(daemon: DaemonProcess, image: ImageInfo, tmp_path: Path) -> None:
+    daemon.ctr("images", "import", str(image.path), namespace=NS)
+    out = tmp_path / "export.tar"
+
+    async def export() -> list[progress_pb2.Progress]:
+        events: list[progress_pb2.Progress] = []
+        client = Client(str(daemon.address), NS)
+        try:
+            with out.open("wb") as fh:
+                await client.export_archive(fh, imagestore_pb2.ImageStore(name=REF), progress=events.append)
+        finally:
+            await client.close()
+        return events
+
+    events = asyncio.run(export())
+    assert [e.event for e in events] == ["Exporting", "Completed export"]
+    with tarfile.open(out) as tf:
+        names = set(tf.getnames())
+        index = json.load(tf.extractfile("index.json"))  # type: ignore[arg-type]
+        docker = json.load(tf.extractfile("manifest.json"))  # type: ignore[arg-type]
+    for digest in (image.manifest_digest, image.config_digest, *image.layer_digests):
+        assert f"blobs/sha256/{digest.split(':')[1]}" in names
+    assert index["manifests"][0]["annotations"]["io.containerd.image.name"] == REF
+    assert docker[0]["RepoTags"] == ["busybox:transfer"]
+    # ctr imports what we exported, into a fresh namespace, with the same layers.
+    daemon.ctr("images", "import", str(out), namespace="reimport")
+    assert daemon.ctr("images", "ls", "-q", namespace="reimport").stdout.split() == [REF]
+
+
+def test_tag_through_transfer(daemon: DaemonProcess, image: ImageInfo) -> None:
+    daemon.ctr("images", "import", "--no-unpack", str(image.path), namespace=NS)
+
+    async def tag() -> None:
+        client = Client(str(daemon.address), NS)
+        try:
+            await client.tag(REF, "example.com/other:one", "example.com/other:two")
+        finally:
+            await client.close()
+
+    asyncio.run(tag())
+    names = set(daemon.ctr("images", "ls", "-q", namespace=NS).stdout.split())
+    assert names == {REF, "example.com/other:one", "example.com/other:two"}
+
+
+def test_bad_archive_is_invalid_argument(daemon: DaemonProcess, tmp_path: Path) -> None:
+    bogus = tmp_path / "bogus.tar"
+    with tarfile.open(bogus, "w") as tf:
+        data = b"hello"
+        info = tarfile.TarInfo("hello.txt")
+        info.size = len(data)
+        tf.addfile(info, io.BytesIO(data))
+    import grpc
+
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        asyncio.run(_import(daemon, bogus, imagestore_pb2.ImageStore(name="x.example/y:z")))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "neither index.json nor manifest.json" in (err.value.details() or "")
