@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import subprocess
+import sys
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -146,3 +148,27 @@ def test_bad_archive_is_invalid_argument(daemon: DaemonProcess, tmp_path: Path) 
         asyncio.run(_import(daemon, bogus, imagestore_pb2.ImageStore(name="x.example/y:z")))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "neither index.json nor manifest.json" in (err.value.details() or "")
+
+
+def pyctr(d: DaemonProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "pycontainerd.cli.main", "-a", str(d.address), "-n", NS, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_pyctr_import_tag_export(daemon: DaemonProcess, image: ImageInfo, tmp_path: Path) -> None:
+    out = pyctr(daemon, "images", "import", str(image.path))
+    assert "Completed import" in out.stderr and f"{REF}: saved" in out.stderr, out.stderr
+    pyctr(daemon, "images", "tag", REF, "example.com/copy:1")
+    exported = tmp_path / "out.tar"
+    pyctr(daemon, "images", "export", str(exported), "example.com/copy:1")
+    with tarfile.open(exported) as tf:
+        index = json.load(tf.extractfile("index.json"))  # type: ignore[arg-type]
+    assert index["manifests"][0]["digest"] == image.manifest_digest
+    assert set(daemon.ctr("images", "ls", "-q", namespace=NS).stdout.split()) == {REF, "example.com/copy:1"}

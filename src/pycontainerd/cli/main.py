@@ -15,7 +15,7 @@ from google.protobuf import empty_pb2
 from pycontainerd import version
 from pycontainerd.api.containerd.services.namespaces.v1 import namespace_pb2, namespace_pb2_grpc
 from pycontainerd.api.containerd.services.version.v1 import version_pb2_grpc
-from pycontainerd.cli import gc
+from pycontainerd.cli import gc, images
 from pycontainerd.cli._client import TIMEOUT, channel, metadata
 from pycontainerd.config.model import DEFAULT_ADDRESS
 from pycontainerd.namespaces import default_namespace
@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     ns.add_argument("action", choices=["ls", "list"])
     ns.set_defaults(run=_namespaces)
     gc.add_parser(sub)
+    images.add_parser(sub)
     return parser
 
 
@@ -71,3 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     except grpc.RpcError as exc:
         print(f"pyctr: {exc.details()}", file=sys.stderr)
         return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

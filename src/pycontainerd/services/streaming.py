@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+import grpc
 from google.protobuf import any_pb2, empty_pb2
 
 from pycontainerd.api.containerd.services.streaming.v1 import streaming_pb2 as pb
@@ -18,8 +19,6 @@ from pycontainerd.typeurl import name_of, pack
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
-
-    import grpc
 
 STREAM_INIT = pb.StreamInit.DESCRIPTOR.full_name
 
@@ -42,6 +41,8 @@ class _CallStream:
             return await anext(self._requests)
         except StopAsyncIteration:
             raise EndOfStream("client closed the stream") from None
+        except grpc.aio.UsageError:
+            raise EndOfStream("the stream's call has ended") from None
 
     def close(self) -> None:
         if not self.closed.is_set():

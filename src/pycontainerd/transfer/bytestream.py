@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 MAX_READ = 32 * 1024
 WINDOW = 2 * MAX_READ
+CLOSE_TIMEOUT = 5.0
 DATA = tpb.Data.DESCRIPTOR.full_name
 WINDOW_UPDATE = tpb.WindowUpdate.DESCRIPTOR.full_name
 
@@ -104,8 +105,24 @@ class ByteWriter:
             view = view[n:]
 
     async def aclose(self) -> None:
-        """Stop reading credit updates and close the stream (the client sees its end)."""
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        """Close the stream (the client sees its end), then let the credit reader finish.
+
+        Cancelling that reader while it waits on the call could break the call; closing
+        first ends its wait normally. Before closing, wait (briefly) until the reader has
+        topped its credit back up: it grants more after each message, and a grant written
+        after the call ends fails the client's side of the call."""
+        deadline = asyncio.get_running_loop().time() + CLOSE_TIMEOUT
+        while self._credit < WINDOW and not self._closed:
+            self._more.clear()
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._more.wait(), remaining)
         self._stream.close()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), CLOSE_TIMEOUT)
+        except TimeoutError:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

@@ -1,0 +1,159 @@
+"""``pyctr images``: pull, push, import, export and tag through the Transfer service."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import sys
+from typing import TYPE_CHECKING
+
+from pycontainerd.api.containerd.types.transfer import imagestore_pb2, importexport_pb2
+from pycontainerd.cli.progress import ProgressDisplay
+from pycontainerd.client.transfer import Client, platform_to_pb
+from pycontainerd.images import platforms
+
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Awaitable, Callable
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``images`` and its subcommands."""
+    images = sub.add_parser("images", aliases=["image", "i"], help="move images in and out (Transfer API)")
+    isub = images.add_subparsers(dest="images_command", metavar="SUBCOMMAND", required=True)
+
+    pull = isub.add_parser("pull", help="pull an image from a registry and unpack it")
+    pull.add_argument("ref", help="image reference, e.g. 127.0.0.1:5000/busybox:latest")
+    _registry_flags(pull)
+    pull.add_argument("--snapshotter", default="", help="snapshotter to unpack into (default: the daemon's)")
+    pull.add_argument("--no-unpack", action="store_true", help="fetch the content only")
+    pull.add_argument("--platform", action="append", default=[], help="platform(s) to pull (default: this host)")
+    pull.set_defaults(run=_pull)
+
+    push = isub.add_parser("push", help="push a local image to a registry")
+    push.add_argument("ref", help="remote reference to push to")
+    push.add_argument("local", nargs="?", default="", help="local image name (default: the remote reference)")
+    _registry_flags(push)
+    push.add_argument("--platform", action="append", default=[], help="push only these platforms")
+    push.set_defaults(run=_push)
+
+    imp = isub.add_parser("import", help="import an OCI or docker archive (unpacked for this host)")
+    imp.add_argument("file", help="archive path, or - for standard input")
+    imp.add_argument("--base-name", default="", help="name prefix for images whose archive names are bare tags")
+    imp.add_argument("--index-name", default="", help="also name the archive's whole index")
+    imp.add_argument("--no-unpack", action="store_true", help="do not unpack into a snapshotter")
+    imp.add_argument("--snapshotter", default="", help="snapshotter to unpack into")
+    imp.add_argument("--platform", default="", help="platform to import and unpack (default: this host)")
+    imp.add_argument("--all-platforms", action="store_true", help="import every platform in the archive")
+    imp.set_defaults(run=_import)
+
+    exp = isub.add_parser("export", help="export images as an OCI archive that docker load also reads")
+    exp.add_argument("file", help="output path, or - for standard output")
+    exp.add_argument("names", nargs="+", help="images to export")
+    exp.add_argument("--platform", action="append", default=[], help="only these platforms")
+    exp.add_argument("--all-platforms", action="store_true", help="every platform the store holds")
+    exp.set_defaults(run=_export)
+
+    tag = isub.add_parser("tag", help="give an image more names")
+    tag.add_argument("source")
+    tag.add_argument("targets", nargs="+")
+    tag.set_defaults(run=_tag)
+
+
+def _registry_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--plain-http", action="store_true", help="talk HTTP, not HTTPS, to the registry")
+    p.add_argument("--hosts-dir", default="", help="directory of <host>/hosts.toml files (containerd's format)")
+
+
+def _run(args: argparse.Namespace, work: Callable[[Client], Awaitable[None]]) -> int:
+    async def main() -> None:
+        client = Client(args.address, args.namespace)
+        try:
+            await work(client)
+        finally:
+            await client.close()
+
+    asyncio.run(main())
+    return 0
+
+
+def _platforms(values: list[str]) -> list[platforms.Platform]:
+    return [platforms.parse(v) for v in values] or [platforms.host_platform()]
+
+
+def _pull(args: argparse.Namespace) -> int:
+    display = ProgressDisplay()
+
+    async def work(client: Client) -> None:
+        await client.pull(
+            args.ref,
+            platforms=_platforms(args.platform),
+            snapshotter=args.snapshotter,
+            unpack=not args.no_unpack,
+            plain_http=args.plain_http,
+            hosts_dir=args.hosts_dir,
+            progress=display,
+        )
+
+    code = _run(args, work)
+    print(f"{args.ref}: pulled")
+    return code
+
+
+def _push(args: argparse.Namespace) -> int:
+    display = ProgressDisplay()
+
+    async def work(client: Client) -> None:
+        await client.push(
+            args.ref,
+            args.local,
+            platforms=[platforms.parse(v) for v in args.platform],
+            plain_http=args.plain_http,
+            hosts_dir=args.hosts_dir,
+            progress=display,
+        )
+
+    code = _run(args, work)
+    print(f"{args.ref}: pushed")
+    return code
+
+
+def _import(args: argparse.Namespace) -> int:
+    prefix = args.base_name or f"import-{dt.date.today().isoformat()}"
+    store = imagestore_pb2.ImageStore(
+        name=args.index_name,
+        extra_references=[
+            imagestore_pb2.ImageReference(name=prefix, is_prefix=True, allow_overwrite=not args.base_name)
+        ],
+    )
+    unpack_platform = platforms.parse(args.platform) if args.platform else platforms.host_platform()
+    if not args.all_platforms:
+        store.platforms.append(platform_to_pb(unpack_platform))
+    if not args.no_unpack:
+        store.unpacks.add(platform=platform_to_pb(unpack_platform), snapshotter=args.snapshotter)
+    display = ProgressDisplay()
+    with contextlib.ExitStack() as stack:
+        source = sys.stdin.buffer if args.file == "-" else stack.enter_context(open(args.file, "rb"))
+        return _run(args, lambda client: client.import_archive(source, store, display))
+
+
+def _export(args: argparse.Namespace) -> int:
+    store = imagestore_pb2.ImageStore(
+        name=args.names[0], extra_references=[imagestore_pb2.ImageReference(name=n) for n in args.names[1:]]
+    )
+    export = importexport_pb2.ImageExportStream(
+        platforms=[platform_to_pb(p) for p in _platforms(args.platform)] if not args.all_platforms else [],
+        all_platforms=args.all_platforms,
+    )
+
+    with contextlib.ExitStack() as stack:
+        out = sys.stdout.buffer if args.file == "-" else stack.enter_context(open(args.file, "wb"))
+        return _run(args, lambda client: client.export_archive(out, store, export))
+
+
+def _tag(args: argparse.Namespace) -> int:
+    code = _run(args, lambda client: client.tag(args.source, *args.targets))
+    for target in args.targets:
+        print(target)
+    return code
