@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from pycontainerd.api.containerd.types.transfer import imagestore_pb2, progress_pb2
+from pycontainerd.api.pycontainerd.types.transfer.v1 import snapshot_pb2
 from pycontainerd.client.transfer import Client, platform_to_pb
 from pycontainerd.images.manifest import chain_ids
 from pycontainerd.images.platforms import host_platform
@@ -172,3 +173,61 @@ def test_pyctr_import_tag_export(daemon: DaemonProcess, image: ImageInfo, tmp_pa
         index = json.load(tf.extractfile("index.json"))  # type: ignore[arg-type]
     assert index["manifests"][0]["digest"] == image.manifest_digest
     assert set(daemon.ctr("images", "ls", "-q", namespace=NS).stdout.split()) == {REF, "example.com/copy:1"}
+
+
+def _layer_blob(image: ImageInfo, index: int) -> bytes:
+    with tarfile.open(image.path) as tf:
+        member = tf.extractfile(f"blobs/sha256/{image.layer_digests[index].split(':')[1]}")
+        assert member is not None
+        return member.read()
+
+
+def test_layer_stream_to_snapshot_and_back(daemon: DaemonProcess, image: ImageInfo, tmp_path: Path) -> None:
+    # As with any snapshot made through the API, a lease keeps the results from the GC.
+    lease = daemon.ctr("leases", "create", namespace=NS).stdout.split()[0]
+
+    async def scenario() -> tuple[list[progress_pb2.Progress], bytes]:
+        client = Client(str(daemon.address), NS, lease=lease)
+        events: list[progress_pb2.Progress] = []
+        try:
+            base = snapshot_pb2.Snapshot(key="base", labels={"made-by": "test"})
+            await client.apply_layer(io.BytesIO(_layer_blob(image, 0)), base, progress=events.append)
+            upper = snapshot_pb2.Snapshot(key="upper", parent="base")
+            await client.apply_layer(io.BytesIO(_layer_blob(image, 1)), upper, progress=events.append)
+            out = io.BytesIO()
+            await client.diff_layer(out, snapshot_pb2.Snapshot(key="upper"), progress=events.append)
+            return events, out.getvalue()
+        finally:
+            await client.close()
+
+    events, layer = asyncio.run(scenario())
+    extracted = [e for e in events if e.event == "extracted"]
+    assert [e.desc.digest for e in extracted] == list(image.diff_ids[:2]), "diff IDs of the applied layers"
+    info = daemon.ctr("snapshots", "info", "upper", namespace=NS).stdout
+    assert '"Kind": "Committed"' in info and '"Parent": "base"' in info, info
+    assert "made-by" in daemon.ctr("snapshots", "info", "base", namespace=NS).stdout
+    assert "transfer-extract" not in daemon.ctr("snapshots", "ls", namespace=NS).stdout
+    # The diff of "upper" against "base" is the second layer again: the same files.
+    diffed = next(e for e in events if e.event == "diffed")
+    assert layer[:2] == b"\x1f\x8b" and diffed.desc.size == len(layer)
+    with tarfile.open(fileobj=io.BytesIO(layer)) as tf:
+        got = {m.name.rstrip("/") for m in tf.getmembers()}
+    with tarfile.open(fileobj=io.BytesIO(_layer_blob(image, 1))) as tf:
+        want = {m.name.rstrip("/").removeprefix("./") for m in tf.getmembers()}
+    assert {g.removeprefix("./") for g in got} == want
+
+
+def test_bad_layer_leaves_no_snapshot(daemon: DaemonProcess) -> None:
+    import grpc
+
+    async def scenario() -> None:
+        client = Client(str(daemon.address), NS)
+        try:
+            garbage = io.BytesIO(b"\x1f\x8b this is not gzip at all" * 100)
+            await client.apply_layer(garbage, snapshot_pb2.Snapshot(key="broken"))
+        finally:
+            await client.close()
+
+    with pytest.raises(grpc.aio.AioRpcError):
+        asyncio.run(scenario())
+    assert daemon.ctr("snapshots", "ls", namespace=NS).stdout.count("\n") <= 1, "no snapshot left behind"

@@ -28,12 +28,13 @@ from pycontainerd.api.containerd.types.transfer import (
     registry_pb2,
 )
 from pycontainerd.api.containerd.types.transfer import streaming_pb2 as data_pb2
-from pycontainerd.namespaces import GRPC_NAMESPACE_HEADER
+from pycontainerd.namespaces import GRPC_LEASE_HEADER, GRPC_NAMESPACE_HEADER
 from pycontainerd.typeurl import name_of, pack
 
 if TYPE_CHECKING:
     from google.protobuf.message import Message
 
+    from pycontainerd.api.pycontainerd.types.transfer.v1 import snapshot_pb2
     from pycontainerd.images.platforms import Platform
 
 MAX_DATA = 32 * 1024
@@ -68,6 +69,8 @@ class Client:
 
     address: str
     namespace: str = "default"
+    lease: str = ""
+    """Objects the calls create are held by this lease (``containerd-lease`` header)."""
     _channel: grpc.aio.Channel | None = field(default=None, repr=False)
 
     def channel(self) -> grpc.aio.Channel:
@@ -81,6 +84,8 @@ class Client:
 
     @property
     def metadata(self) -> tuple[tuple[str, str], ...]:
+        if self.lease:
+            return ((GRPC_NAMESPACE_HEADER, self.namespace), (GRPC_LEASE_HEADER, self.lease))
         return ((GRPC_NAMESPACE_HEADER, self.namespace),)
 
     async def close(self) -> None:
@@ -237,6 +242,33 @@ class Client:
             resolver=registry_pb2.RegistryResolver(host_dir=hosts_dir, default_scheme="http" if plain_http else ""),
         )
         await self.transfer(store, registry, progress)
+
+    async def apply_layer(
+        self,
+        source: IO[bytes],
+        snapshot: snapshot_pb2.Snapshot,
+        media_type: str = "",
+        progress: ProgressFn | None = None,
+    ) -> None:
+        """Apply the layer read from ``source`` and commit it as ``snapshot.key`` (pycontainerd only)."""
+        async with self.stream() as (name, stream):
+            sender = spawn(self._send_bytes(stream, source))
+            try:
+                await self.transfer(data_pb2.ReadStream(stream=name, media_type=media_type), snapshot, progress)
+            finally:
+                sender.cancel()
+
+    async def diff_layer(
+        self, out: IO[bytes], snapshot: snapshot_pb2.Snapshot, media_type: str = "", progress: ProgressFn | None = None
+    ) -> None:
+        """Write the layer between ``snapshot.parent`` and ``snapshot.key`` to ``out`` (pycontainerd only)."""
+        async with self.stream() as (name, stream):
+            receiver = spawn(self._receive_bytes(stream, out))
+            try:
+                await self.transfer(snapshot, data_pb2.WriteStream(stream=name, media_type=media_type), progress)
+                await receiver
+            finally:
+                receiver.cancel()
 
     async def tag(self, source: str, *destinations: str) -> None:
         """Give the image ``source`` more names."""

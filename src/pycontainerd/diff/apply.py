@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import tempfile
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 from pycontainerd.archive.tar import ApplyOptions, ApplyStats, apply_tar
 from pycontainerd.diff.compression import UNCOMPRESSED_LAYER, HashingReader, decompressed, detect
@@ -67,18 +67,25 @@ def direct_target(mounts: Sequence[Mount]) -> tuple[str, ApplyOptions] | None:
 
 def apply_layer(blob: Path, media_type: str, mounts: Sequence[Mount]) -> Applied:
     """Apply the layer in ``blob`` onto ``mounts``; returns its uncompressed descriptor."""
+    with open(blob, "rb", buffering=READ_BUFFER) as raw:
+        return apply_stream(raw, media_type, mounts)
+
+
+def apply_stream(raw: IO[bytes], media_type: str, mounts: Sequence[Mount]) -> Applied:
+    """Apply the (possibly compressed) layer read from ``raw`` onto ``mounts``.
+
+    ``raw`` must offer ``peek`` (a buffered reader): the compression is sniffed from it."""
     if not mounts:
         raise InvalidArgument("no mounts to apply the layer onto")
-    with open(blob, "rb", buffering=READ_BUFFER) as raw:
-        kind = detect(media_type, raw.peek(4)[:4])  # type: ignore[attr-defined]
-        plain = HashingReader(decompressed(raw, kind))
-        target = direct_target(mounts)
-        stats = (
-            apply_tar(plain, target[0], target[1])  # type: ignore[arg-type]
-            if target is not None
-            else _apply_mounted(plain, mounts)
-        )
-        plain.drain()
+    kind = detect(media_type, raw.peek(4)[:4])  # type: ignore[attr-defined]
+    plain = HashingReader(decompressed(raw, kind))
+    target = direct_target(mounts)
+    stats = (
+        apply_tar(plain, target[0], target[1])  # type: ignore[arg-type]
+        if target is not None
+        else _apply_mounted(plain, mounts)
+    )
+    plain.drain()
     return Applied(UNCOMPRESSED_LAYER, plain.digest(), plain.count, stats)
 
 

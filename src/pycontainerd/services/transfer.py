@@ -18,6 +18,8 @@ from pycontainerd.api.containerd.services.transfer.v1 import transfer_pb2 as pb
 from pycontainerd.api.containerd.services.transfer.v1 import transfer_pb2_grpc as pb_grpc
 from pycontainerd.api.containerd.types import descriptor_pb2
 from pycontainerd.api.containerd.types.transfer import imagestore_pb2, importexport_pb2, progress_pb2, registry_pb2
+from pycontainerd.api.containerd.types.transfer import streaming_pb2 as tstreaming_pb2
+from pycontainerd.api.pycontainerd.types.transfer.v1 import snapshot_pb2
 from pycontainerd.errdefs import InvalidArgument, Unimplemented
 from pycontainerd.images.platforms import Platform, normalize_arch
 from pycontainerd.plugin import types
@@ -30,9 +32,12 @@ from pycontainerd.transfer.objects import (
     ImageStoreTarget,
     ImportStream,
     Progress,
+    ReadStream,
     Reference,
     Registry,
+    SnapshotTarget,
     Unpack,
+    WriteStream,
 )
 from pycontainerd.typeurl import name_of, pack
 
@@ -112,6 +117,15 @@ class TransferService(pb_grpc.TransferServicer):
             resolver = r.resolver
             auth = self._streams.get(ctx.namespace, resolver.auth_stream) if resolver.auth_stream else None
             return Registry(r.reference, resolver.host_dir, resolver.default_scheme, dict(resolver.headers), auth)
+        if kind == tstreaming_pb2.ReadStream.DESCRIPTOR.full_name:
+            rs = tstreaming_pb2.ReadStream.FromString(value.value)
+            return ReadStream(self._streams.get(ctx.namespace, rs.stream), rs.media_type)
+        if kind == tstreaming_pb2.WriteStream.DESCRIPTOR.full_name:
+            ws = tstreaming_pb2.WriteStream.FromString(value.value)
+            return WriteStream(self._streams.get(ctx.namespace, ws.stream), ws.media_type)
+        if kind == snapshot_pb2.Snapshot.DESCRIPTOR.full_name:
+            sn = snapshot_pb2.Snapshot.FromString(value.value)
+            return SnapshotTarget(sn.key, sn.snapshotter, sn.parent, dict(sn.labels))
         if not kind:
             raise InvalidArgument("transfer source and destination are required")
         raise Unimplemented(f"transfer type {kind} is not supported")

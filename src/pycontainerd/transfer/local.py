@@ -31,8 +31,11 @@ from pycontainerd.transfer.objects import (
     ImportStream,
     Progress,
     ProgressFn,
+    ReadStream,
     Reference,
     Registry,
+    SnapshotTarget,
+    WriteStream,
 )
 
 if TYPE_CHECKING:
@@ -40,6 +43,7 @@ if TYPE_CHECKING:
 
     from pycontainerd.metadata.content import ContentStore
     from pycontainerd.metadata.plugin import Metadata
+    from pycontainerd.metadata.snapshots import NamespacedSnapshotter
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +204,11 @@ class LocalTransfer:
         self.config = config or TransferConfig()
 
     @property
+    def snapshotters(self) -> dict[str, NamespacedSnapshotter]:
+        """The loaded snapshotters, by name."""
+        return self._metadata.snapshotters
+
+    @property
     def _content(self) -> ContentStore:
         content = self._metadata.content
         if content is None:
@@ -215,6 +224,15 @@ class LocalTransfer:
                 await self.export_stream(ctx, source, destination, progress)
             case ImageStoreTarget(), ImageStoreTarget():
                 await self.tag(ctx, source, destination)
+            case ReadStream(), SnapshotTarget():
+                from pycontainerd.transfer.layers import layer_to_snapshot
+
+                # No temporary lease: the committed snapshot is the result and must outlive the call.
+                await layer_to_snapshot(self, ctx, source, destination, progress)
+            case SnapshotTarget(), WriteStream():
+                from pycontainerd.transfer.layers import snapshot_to_layer
+
+                await snapshot_to_layer(self, ctx, source, destination, progress)
             case Registry(), ImageStoreTarget() | ImageStoreTarget(), Registry():
                 raise Unimplemented("registry transfers arrive with the registry client")
             case _:

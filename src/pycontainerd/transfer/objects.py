@@ -89,3 +89,29 @@ class Progress:
 
 
 ProgressFn = Callable[[Progress], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ReadStream:
+    """Bytes the client sends for the transfer to read (``ReadStream``): here, a layer."""
+
+    stream: Stream
+    media_type: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class WriteStream:
+    """Bytes the transfer writes back to the client (``WriteStream``): here, a layer."""
+
+    stream: Stream
+    media_type: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotTarget:
+    """A snapshot (``pycontainerd.types.transfer.v1.Snapshot``)."""
+
+    key: str
+    snapshotter: str = ""
+    parent: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
