@@ -65,6 +65,7 @@ def builtin_registrations() -> list[Registration]:
         diff.REGISTRATION,
         streaming.MANAGER_REGISTRATION,
         streaming.REGISTRATION,
+        transfer.VERIFIER_REGISTRATION,
         transfer.LOCAL_REGISTRATION,
         transfer.REGISTRATION,
         tasks.REGISTRATION,

@@ -39,6 +39,7 @@ from pycontainerd.transfer.objects import (
     Unpack,
     WriteStream,
 )
+from pycontainerd.transfer.verify import BinDirVerifier, VerifierConfig
 from pycontainerd.typeurl import name_of, pack
 
 if TYPE_CHECKING:
@@ -160,7 +161,15 @@ class TransferService(pb_grpc.TransferServicer):
 
 def _init_local(ctx: InitContext) -> LocalTransfer:
     config = ctx.config if isinstance(ctx.config, TransferConfig) else TransferConfig()
-    return LocalTransfer(ctx.plugins.first(types.METADATA), config)
+    verifiers = ctx.plugins.get_all(types.IMAGE_VERIFIER)
+    return LocalTransfer(ctx.plugins.first(types.METADATA), config, verifiers)
+
+
+def _init_verifier(ctx: InitContext) -> BinDirVerifier:
+    return BinDirVerifier(ctx.config if isinstance(ctx.config, VerifierConfig) else VerifierConfig())
+
+
+VERIFIER_REGISTRATION = Registration(type=types.IMAGE_VERIFIER, id="bindir", init=_init_verifier, config=VerifierConfig)
 
 
 def _init(ctx: InitContext) -> TransferService:
@@ -171,7 +180,7 @@ LOCAL_REGISTRATION = Registration(
     type=types.TRANSFER,
     id="local",
     init=_init_local,
-    requires=(types.METADATA,),
+    requires=(types.METADATA, types.IMAGE_VERIFIER),
     config=TransferConfig,
 )
 REGISTRATION = Registration(type=types.GRPC, id="transfer", init=_init, requires=(types.TRANSFER, types.STREAMING))

@@ -39,11 +39,12 @@ from pycontainerd.transfer.objects import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Coroutine
+    from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 
     from pycontainerd.metadata.content import ContentStore
     from pycontainerd.metadata.plugin import Metadata
     from pycontainerd.metadata.snapshots import NamespacedSnapshotter
+    from pycontainerd.transfer.verify import BinDirVerifier
 
 log = logging.getLogger(__name__)
 
@@ -199,9 +200,15 @@ def _prefix_translator(prefix: str, check_prefix: bool) -> Callable[[str], str]:
 class LocalTransfer:
     """Moves images between the client, this daemon's stores and registries."""
 
-    def __init__(self, metadata: Metadata, config: TransferConfig | None = None) -> None:
+    def __init__(
+        self,
+        metadata: Metadata,
+        config: TransferConfig | None = None,
+        verifiers: Mapping[str, BinDirVerifier] | None = None,
+    ) -> None:
         self._metadata = metadata
         self.config = config or TransferConfig()
+        self.verifiers = dict(verifiers or {})
 
     @property
     def snapshotters(self) -> dict[str, NamespacedSnapshotter]:
