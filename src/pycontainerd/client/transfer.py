@@ -217,11 +217,7 @@ class Client:
         if unpack:
             for p in wanted:
                 store.unpacks.add(platform=p, snapshotter=snapshotter)
-        registry = registry_pb2.OCIRegistry(
-            reference=reference,
-            resolver=registry_pb2.RegistryResolver(host_dir=hosts_dir, default_scheme="http" if plain_http else ""),
-        )
-        await self.transfer(registry, store, progress)
+        await self.transfer(registry(reference, plain_http, hosts_dir), store, progress)
 
     async def push(
         self,
@@ -237,11 +233,7 @@ class Client:
         store = imagestore_pb2.ImageStore(
             name=image or reference, platforms=[platform_to_pb(p) for p in platforms or []]
         )
-        registry = registry_pb2.OCIRegistry(
-            reference=reference,
-            resolver=registry_pb2.RegistryResolver(host_dir=hosts_dir, default_scheme="http" if plain_http else ""),
-        )
-        await self.transfer(store, registry, progress)
+        await self.transfer(store, registry(reference, plain_http, hosts_dir), progress)
 
     async def apply_layer(
         self,
@@ -277,6 +269,14 @@ class Client:
             name=destinations[0],
         )
         await self.transfer(imagestore_pb2.ImageStore(name=source), store)
+
+
+def registry(reference: str, plain_http: bool = False, hosts_dir: str = "") -> registry_pb2.OCIRegistry:
+    """The ``OCIRegistry`` message for ``reference`` (``plain_http``: talk HTTP, not HTTPS)."""
+    return registry_pb2.OCIRegistry(
+        reference=reference,
+        resolver=registry_pb2.RegistryResolver(host_dir=hosts_dir, default_scheme="http" if plain_http else ""),
+    )
 
 
 def platform_to_pb(p: Platform) -> platform_pb2.Platform:
