@@ -16,14 +16,16 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
-from pycontainerd.diff.apply import apply_layer
+from pycontainerd.diff.apply import apply_stream
 from pycontainerd.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from pycontainerd.images.manifest import chain_ids
 
 if TYPE_CHECKING:
     from pycontainerd.core.images import Descriptor
+    from pycontainerd.core.snapshots import Mount
+    from pycontainerd.diff.apply import Applied
     from pycontainerd.images.manifest import ImageManifest
     from pycontainerd.metadata.content import ContentStore
     from pycontainerd.metadata.snapshots import NamespacedSnapshotter
@@ -35,6 +37,10 @@ UNCOMPRESSED_LABEL = "containerd.io/uncompressed"
 LayerEvent = Callable[["Descriptor", str], None]
 """Told ``(layer, "extracting" | "extracted" | "exists")`` as the unpack goes."""
 
+LayerOpener = Callable[["Descriptor"], IO[bytes]]
+"""Opens a layer's (compressed) bytes for reading; called in a worker thread, may block. The
+stream must offer ``peek``. A pull passes one that follows the download as it arrives."""
+
 
 async def unpack(
     ctx: RequestContext,
@@ -42,8 +48,11 @@ async def unpack(
     snapshotter: NamespacedSnapshotter,
     image: ImageManifest,
     on_layer: LayerEvent | None = None,
+    open_layer: LayerOpener | None = None,
 ) -> str:
-    """Unpack ``image`` into ``snapshotter``; returns the chain ID of the top layer."""
+    """Unpack ``image`` into ``snapshotter``; returns the chain ID of the top layer.
+
+    Layers are read from the content store unless ``open_layer`` is given."""
     diff_ids = image.diff_ids
     if len(diff_ids) != len(image.layers):
         raise InvalidArgument(
@@ -56,7 +65,7 @@ async def unpack(
         except NotFound:
             if on_layer is not None:
                 on_layer(layer, "extracting")
-            await _apply(ctx, content, snapshotter, layer.digest, layer.media_type, diff_id, chain_id, parent)
+            await _apply(ctx, content, snapshotter, layer, diff_id, chain_id, parent, open_layer)
             if on_layer is not None:
                 on_layer(layer, "extracted")
         else:
@@ -76,20 +85,32 @@ async def _apply(
     ctx: RequestContext,
     content: ContentStore,
     snapshotter: NamespacedSnapshotter,
-    digest: str,
-    media_type: str,
+    layer: Descriptor,
     diff_id: str,
     chain_id: str,
     parent: str,
+    open_layer: LayerOpener | None,
 ) -> None:
-    content.info(ctx, digest)  # the namespace must hold the layer
-    blob_path = getattr(content.backend, "path", None)
-    if blob_path is None:
-        raise InvalidArgument("content backend cannot open blobs by path")
+    if open_layer is None:
+        content.info(ctx, layer.digest)  # the namespace must hold the layer
+        blob_path = getattr(content.backend, "path", None)
+        if blob_path is None:
+            raise InvalidArgument("content backend cannot open blobs by path")
+
+        def open_blob(desc: Descriptor) -> IO[bytes]:
+            return open(blob_path(desc.digest), "rb", buffering=1 << 20)
+
+        open_layer = open_blob
+
+    def extract(mounts: list[Mount]) -> Applied:
+        assert open_layer is not None
+        with open_layer(layer) as raw:
+            return apply_stream(raw, layer.media_type, mounts)
+
     key = f"extract-{uuid.uuid4().hex[:12]} {chain_id}"
     mounts = snapshotter.prepare(ctx, key, parent, {SNAPSHOT_REF_LABEL: chain_id})
     try:
-        applied = await asyncio.to_thread(apply_layer, blob_path(digest), media_type, mounts)
+        applied = await asyncio.to_thread(extract, mounts)
         if applied.digest != diff_id:
             raise FailedPrecondition(f"wrong diff id calculated on extraction {applied.digest}, expected {diff_id}")
         try:

@@ -13,6 +13,7 @@ writing the same ref never collide.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from google.protobuf.message import Message
@@ -337,6 +338,13 @@ class NamespacedWriter:
     def offset(self) -> int:
         """Bytes written so far (for a shared write: bytes the caller sent)."""
         return self._inner.offset if self._inner is not None else self._shared_offset
+
+    @property
+    def data_path(self) -> Path | None:
+        """Where the backend appends the bytes, or None (a shared write stores nothing; the
+        backend already holds the blob)."""
+        path = getattr(self._inner, "data_path", None)
+        return path if isinstance(path, Path) else None
 
     def digest(self) -> str:
         """Digest of the bytes so far."""

@@ -192,6 +192,12 @@ class Writer:
         """Bytes written so far (including those found on disk when resuming)."""
         return self._offset
 
+    @property
+    def data_path(self) -> Path:
+        """The file the bytes are appended to (renamed into ``blobs/`` at commit: an open
+        descriptor on it stays valid across the commit)."""
+        return self._dir / DATA
+
     def digest(self) -> str:
         """Digest of the bytes written so far; still valid after commit or close."""
         return digest_of(self._hasher)
