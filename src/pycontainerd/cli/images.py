@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import getpass
 import sys
 from typing import TYPE_CHECKING
 
@@ -64,6 +65,16 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def _registry_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plain-http", action="store_true", help="talk HTTP, not HTTPS, to the registry")
     p.add_argument("--hosts-dir", default="", help="directory of <host>/hosts.toml files (containerd's format)")
+    p.add_argument("-u", "--user", default="", help="USER[:PASSWORD] for the registry (asked for when absent)")
+
+
+def _credentials(args: argparse.Namespace) -> tuple[str, str] | None:
+    if not args.user:
+        return None
+    user, sep, password = args.user.partition(":")
+    if not sep:
+        password = getpass.getpass(f"Password for {user}: ")
+    return user, password
 
 
 def _run(args: argparse.Namespace, work: Callable[[Client], Awaitable[None]]) -> int:
@@ -93,6 +104,7 @@ def _pull(args: argparse.Namespace) -> int:
             unpack=not args.no_unpack,
             plain_http=args.plain_http,
             hosts_dir=args.hosts_dir,
+            credentials=_credentials(args),
             progress=display,
         )
 
@@ -111,6 +123,7 @@ def _push(args: argparse.Namespace) -> int:
             platforms=[platforms.parse(v) for v in args.platform],
             plain_http=args.plain_http,
             hosts_dir=args.hosts_dir,
+            credentials=_credentials(args),
             progress=display,
         )
 

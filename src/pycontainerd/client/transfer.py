@@ -209,15 +209,19 @@ class Client:
         unpack: bool = True,
         plain_http: bool = False,
         hosts_dir: str = "",
+        credentials: tuple[str, str] | None = None,
         progress: ProgressFn | None = None,
     ) -> None:
-        """Pull ``reference`` from its registry (and unpack it for each platform)."""
+        """Pull ``reference`` from its registry (and unpack it for each platform).
+
+        ``credentials`` (user, password) are handed to the daemon when the registry asks."""
         wanted = [platform_to_pb(p) for p in platforms or []]
         store = imagestore_pb2.ImageStore(name=reference, platforms=wanted)
         if unpack:
             for p in wanted:
                 store.unpacks.add(platform=p, snapshotter=snapshotter)
-        await self.transfer(registry(reference, plain_http, hosts_dir), store, progress)
+        async with self._auth(registry(reference, plain_http, hosts_dir), credentials) as remote:
+            await self.transfer(remote, store, progress)
 
     async def push(
         self,
@@ -227,13 +231,42 @@ class Client:
         platforms: list[Platform] | None = None,
         plain_http: bool = False,
         hosts_dir: str = "",
+        credentials: tuple[str, str] | None = None,
         progress: ProgressFn | None = None,
     ) -> None:
         """Push the local image ``image`` (default: ``reference``) to ``reference``."""
         store = imagestore_pb2.ImageStore(
             name=image or reference, platforms=[platform_to_pb(p) for p in platforms or []]
         )
-        await self.transfer(store, registry(reference, plain_http, hosts_dir), progress)
+        async with self._auth(registry(reference, plain_http, hosts_dir), credentials) as remote:
+            await self.transfer(store, remote, progress)
+
+    @contextlib.asynccontextmanager
+    async def _auth(
+        self, remote: registry_pb2.OCIRegistry, credentials: tuple[str, str] | None
+    ) -> AsyncIterator[registry_pb2.OCIRegistry]:
+        """With credentials: an auth stream that answers the daemon's ``AuthRequest`` messages."""
+        if credentials is None:
+            yield remote
+            return
+        async with self.stream() as (name, stream):
+
+            async def answer() -> None:
+                while (message := await stream.recv()) is not None:
+                    if name_of(message) != registry_pb2.AuthRequest.DESCRIPTOR.full_name:
+                        continue
+                    await stream.send(
+                        registry_pb2.AuthResponse(
+                            authType=registry_pb2.CREDENTIALS, username=credentials[0], secret=credentials[1]
+                        )
+                    )
+
+            responder = spawn(answer())
+            remote.resolver.auth_stream = name
+            try:
+                yield remote
+            finally:
+                responder.cancel()
 
     async def apply_layer(
         self,

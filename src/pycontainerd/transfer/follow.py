@@ -73,9 +73,21 @@ class FollowReader(io.RawIOBase):
             raise Unavailable(f"download of {download.desc.digest} did not start")
         if download.error is not None:
             raise download.error
-        path = download.path if download.path is not None else blob_path
-        self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        self._fd = self._open(download, blob_path)
         self._pos = 0
+
+    @staticmethod
+    def _open(download: Download, blob_path: Path) -> int:
+        if download.path is not None:
+            try:
+                return os.open(download.path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                # Committed (renamed into the store) before we got here: read the blob.
+                download.wait(lambda: download.done)
+                if download.error is not None:
+                    raise download.error from None
+                download.path = None
+        return os.open(blob_path, os.O_RDONLY | os.O_CLOEXEC)
 
     def readable(self) -> bool:
         return True

@@ -23,6 +23,7 @@ from pycontainerd.images.manifest import INDEXES, MANIFESTS, manifests
 from pycontainerd.images.platforms import Platform, matches
 from pycontainerd.images.unpack import unpack
 from pycontainerd.namespaces import RequestContext
+from pycontainerd.remotes.limits import Limits
 from pycontainerd.transfer.archive import IMAGE_NAME_ANNOTATION, REF_NAME_ANNOTATION, export_archive, import_archive
 from pycontainerd.transfer.bytestream import ByteReader, ByteWriter
 from pycontainerd.transfer.objects import (
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     from pycontainerd.metadata.content import ContentStore
     from pycontainerd.metadata.plugin import Metadata
     from pycontainerd.metadata.snapshots import NamespacedSnapshotter
+    from pycontainerd.transfer.registry import RegistrySession
     from pycontainerd.transfer.verify import BinDirVerifier
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,8 @@ class TransferConfig:
     default_snapshotter: str = "overlayfs"
     config_path: str = ""
     """Where ``hosts.toml`` files live (``<config_path>/<host>/hosts.toml``)."""
+    fetch_referrers: bool = False
+    """Also fetch the OCI 1.1 referrers (signatures, SBOMs) of every manifest pulled."""
 
 
 class LoopBridge:
@@ -209,6 +213,7 @@ class LocalTransfer:
         self._metadata = metadata
         self.config = config or TransferConfig()
         self.verifiers = dict(verifiers or {})
+        self.limits = Limits(self.config.max_concurrent_downloads, self.config.max_concurrent_uploaded_layers)
 
     @property
     def snapshotters(self) -> dict[str, NamespacedSnapshotter]:
@@ -240,12 +245,32 @@ class LocalTransfer:
                 from pycontainerd.transfer.layers import snapshot_to_layer
 
                 await snapshot_to_layer(self, ctx, source, destination, progress)
-            case Registry(), ImageStoreTarget() | ImageStoreTarget(), Registry():
-                raise Unimplemented("registry transfers arrive with the registry client")
+            case Registry(), ImageStoreTarget():
+                from pycontainerd.transfer.pull import pull
+
+                session = self._registry(source)
+                try:
+                    async with self._lease(ctx) as leased:
+                        await pull(self, leased, source, destination, progress, session)
+                finally:
+                    await session.close()
+            case ImageStoreTarget(), Registry():
+                from pycontainerd.transfer.push import push
+
+                session = self._registry(destination)
+                try:
+                    await push(self, ctx, source, destination, progress, session)
+                finally:
+                    await session.close()
             case _:
                 raise Unimplemented(
                     f"transfer from {type(source).__name__} to {type(destination).__name__} is not implemented"
                 )
+
+    def _registry(self, registry: Registry) -> RegistrySession:
+        from pycontainerd.transfer.registry import RegistrySession
+
+        return RegistrySession(registry, self.config.config_path, self.limits)
 
     @contextlib.asynccontextmanager
     async def _lease(self, ctx: RequestContext) -> AsyncIterator[RequestContext]:

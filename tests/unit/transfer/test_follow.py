@@ -62,3 +62,13 @@ def test_blob_already_held_is_read_directly(tmp_path: Path) -> None:
     download.started(None, 0)
     download.finish()
     assert io.BufferedReader(FollowReader(download, blob)).read() == b"x" * 5000
+
+
+def test_reader_opened_after_the_commit_reads_the_blob(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.write_bytes(b"committed bytes")
+    download = Download(DESC)
+    download.started(data, len(b"committed bytes"))
+    data.rename(tmp_path / "blob")  # committed before any reader opened it
+    download.finish()
+    assert io.BufferedReader(FollowReader(download, tmp_path / "blob")).read() == b"committed bytes"

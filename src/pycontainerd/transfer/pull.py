@@ -1,0 +1,309 @@
+"""Pull: registry -> content store -> snapshots, reading each blob from the network once.
+
+1. The reference is resolved and every configured verifier is asked; a refusal stops the pull
+   before any content moves.
+2. The index (if any), the manifests of the wanted platforms and their configs are fetched.
+3. All layers download at once (at most ``max_concurrent_downloads`` at a time) while, for
+   each unpack platform, the layers are applied in order into a chain of snapshots: a layer
+   whose turn comes while it is still downloading is read from its ingest file as it grows
+   (:mod:`pycontainerd.transfer.follow`), so extraction runs alongside the download.
+4. Indexes and manifests get their ``gc.ref`` labels, every blob a
+   ``containerd.io/distribution.source.<host>`` label (push uses it to mount across
+   repositories), and the image record is stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from pycontainerd.core.images import Descriptor
+from pycontainerd.errdefs import AlreadyExists, InvalidArgument, NotFound, Unavailable, Unknown
+from pycontainerd.images.manifest import DOCKER_SCHEMA1, INDEXES, MANIFESTS, manifests
+from pycontainerd.images.platforms import matches
+from pycontainerd.images.unpack import unpack
+from pycontainerd.remotes.pusher import distribution_source_key
+from pycontainerd.transfer.follow import Download, FollowReader
+from pycontainerd.transfer.objects import Progress
+from pycontainerd.transfer.referrers import fetch_referrers
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from pycontainerd.metadata.content import ContentStore, NamespacedWriter
+    from pycontainerd.namespaces import RequestContext
+    from pycontainerd.transfer.local import LocalTransfer
+    from pycontainerd.transfer.objects import ImageStoreTarget, ProgressFn, Registry
+    from pycontainerd.transfer.registry import RegistrySession
+
+log = logging.getLogger(__name__)
+
+PROGRESS_INTERVAL = 0.2
+REFERRER_LABEL = "containerd.io/gc.ref.content.referrer.sha256."
+
+
+def ref_key(desc: Descriptor) -> str:
+    """containerd's name for a blob in progress reports and ingest refs."""
+    if desc.media_type in MANIFESTS:
+        kind = "manifest"
+    elif desc.media_type in INDEXES:
+        kind = "index"
+    elif "config" in desc.media_type:
+        kind = "config"
+    elif "layer" in desc.media_type or "rootfs" in desc.media_type:
+        kind = "layer"
+    else:
+        kind = "unknown"
+    return f"{kind}-{desc.digest}"
+
+
+class _CountingWriter:
+    """The content writer a fetch appends to, reporting each append to the shared Download."""
+
+    def __init__(self, inner: NamespacedWriter, download: Download, report: Callable[[int], None]) -> None:
+        self._inner = inner
+        self._download = download
+        self._report = report
+
+    @property
+    def offset(self) -> int:
+        return self._inner.offset
+
+    def digest(self) -> str:
+        return self._inner.digest()
+
+    def write(self, data: bytes) -> None:
+        self._inner.write(data)
+        self._download.advance(len(data))
+        self._report(self._inner.offset)
+
+    def truncate(self, size: int) -> None:
+        # A resumed ingest whose old bytes were wrong starts over; a reader following it may
+        # have consumed them, so it fails (and the pull with it) rather than apply bad bytes.
+        self._download.finish(Unavailable(f"download of {self._download.desc.digest} restarted; pull again"))
+        self._inner.truncate(size)
+
+    def commit(self, size: int, expected: str, commit_labels: Mapping[str, str] | None = None) -> str:
+        return self._inner.commit(size, expected, commit_labels)
+
+
+class Puller:
+    """One pull in progress."""
+
+    def __init__(
+        self,
+        engine: LocalTransfer,
+        ctx: RequestContext,
+        session: RegistrySession,
+        progress: ProgressFn,
+    ) -> None:
+        self.engine = engine
+        self.ctx = ctx
+        self.session = session
+        self.progress = progress
+        self.downloads: dict[str, Download] = {}
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.fetched: list[Descriptor] = []
+
+    @property
+    def content(self) -> ContentStore:
+        content = self.engine._metadata.content
+        assert content is not None
+        return content
+
+    def start(self, desc: Descriptor) -> asyncio.Task[None]:
+        """Start (once) fetching ``desc`` into the content store."""
+        if desc.digest not in self.tasks:
+            self.downloads[desc.digest] = Download(desc)
+            self.fetched.append(desc)
+            self.progress(Progress("waiting", ref_key(desc), (), 0, desc.size, desc))
+            from pycontainerd.aio import spawn
+
+            self.tasks[desc.digest] = spawn(self._fetch(desc))
+        return self.tasks[desc.digest]
+
+    async def fetch(self, desc: Descriptor) -> None:
+        await self.start(desc)
+
+    async def _fetch(self, desc: Descriptor) -> None:
+        download = self.downloads[desc.digest]
+        name = ref_key(desc)
+        try:
+            try:
+                writer = self.content.writer(self.ctx, name, total=desc.size, expected=desc.digest)
+            except AlreadyExists:  # the namespace holds it already
+                download.started(None, desc.size)
+                download.finish()
+                self.progress(Progress("already exists", name, (), desc.size, desc.size, desc))
+                return
+            try:
+                download.started(writer.data_path, writer.offset)
+                last = [0.0]
+
+                def report(offset: int) -> None:
+                    now = time.monotonic()
+                    if now - last[0] >= PROGRESS_INTERVAL:
+                        last[0] = now
+                        self.progress(Progress("downloading", name, (), offset, desc.size, desc))
+
+                # The registry client's limits bound how many downloads run at once.
+                await self.session.fetch_into(desc, _CountingWriter(writer, download, report))
+            finally:
+                writer.close()
+            download.finish()
+            self.progress(Progress("complete", name, (), desc.size, desc.size, desc))
+        except BaseException as exc:
+            download.finish(exc if isinstance(exc, Exception) else Unknown(f"fetch of {desc.digest} cancelled"))
+            raise
+
+    def open_layer(self, layer: Descriptor) -> io.BufferedReader:
+        """The layer's bytes as they arrive (runs in the extraction thread)."""
+        path = getattr(self.content.backend, "path", None)
+        if path is None:
+            raise InvalidArgument("content backend cannot open blobs by path")
+        return io.BufferedReader(FollowReader(self.downloads[layer.digest], path(layer.digest)), 1 << 20)
+
+
+async def pull(
+    engine: LocalTransfer,
+    ctx: RequestContext,
+    source: Registry,
+    target: ImageStoreTarget,
+    progress: ProgressFn,
+    session: RegistrySession,
+) -> None:
+    """Pull ``source.reference`` into the image store (and snapshots) as ``target`` asks."""
+    name, root = await session.resolve(source.reference)
+    if root.media_type in DOCKER_SCHEMA1:
+        raise InvalidArgument("schema 1 image manifests are no longer supported")
+    for verifier_name, verifier in engine.verifiers.items():
+        judgement = await verifier.verify(name, root)
+        if not judgement.ok:
+            raise Unknown(
+                f"image verifier {verifier_name} blocked pull of {name} with digest {root.digest} "
+                f"for reason: {judgement.reason}"
+            )
+        log.debug("image verifier %s allowed pull of %s: %s", verifier_name, name, judgement.reason)
+    progress(Progress(f"Pulling from {source.reference}"))
+    progress(Progress("fetching image content", name, desc=root))
+    puller = Puller(engine, ctx, session, progress)
+    try:
+        await puller.fetch(root)
+        found_manifests = await _fetch_metadata(puller, root, target)
+        for found in found_manifests:
+            for layer in found["layers"]:
+                puller.start(layer)
+        if engine.config.fetch_referrers:
+            subjects = [root] + [f["manifest"] for f in found_manifests if f["manifest"].digest != root.digest]
+            await _fetch_referrers(puller, session, subjects)
+        unpacks = [_unpack_one(puller, root, target, u) for u in target.unpacks]
+        await asyncio.gather(*puller.tasks.values(), *unpacks)
+    except BaseException:
+        for task in puller.tasks.values():
+            task.cancel()
+        with contextlib.suppress(BaseException):
+            await asyncio.gather(*puller.tasks.values(), return_exceptions=True)
+        raise
+
+    def keep(child: dict[str, Any]) -> bool:
+        return not target.platforms or any(matches(p, child.get("platform")) for p in target.platforms)
+
+    engine.label_children(ctx, root, keep)
+    _label_sources(puller, session.host, session.repository)
+    for image in engine.store(ctx, target, root):
+        progress(Progress("saved", image.name, desc=root))
+    progress(Progress(f"Completed pull from {source.reference}"))
+
+
+async def _fetch_metadata(puller: Puller, root: Descriptor, target: ImageStoreTarget) -> list[dict[str, Any]]:
+    """Fetch the manifests of the wanted platforms and their configs; returns
+    ``{"manifest": desc, "layers": [...]}`` per manifest."""
+    found: list[dict[str, Any]] = []
+    pending = [(root, 0)]
+    while pending:
+        desc, depth = pending.pop(0)
+        if depth > 8:
+            raise InvalidArgument("image index nesting too deep")
+        doc = puller.engine.read_json(puller.ctx, desc)
+        if "manifests" in doc and desc.media_type not in MANIFESTS:
+            children = []
+            for child in doc.get("manifests") or []:
+                if target.platforms and not any(matches(p, child.get("platform")) for p in target.platforms):
+                    continue
+                child_desc = _descriptor(child)
+                children.append(puller.start(child_desc))
+                pending.append((child_desc, depth + 1))
+            await asyncio.gather(*children)
+            continue
+        if "config" not in doc:
+            raise InvalidArgument(f"{desc.digest} is neither an image index nor a manifest")
+        config = _descriptor(doc["config"])
+        await puller.fetch(config)
+        found.append({"manifest": desc, "layers": [_descriptor(layer) for layer in doc.get("layers") or []]})
+    return found
+
+
+def _descriptor(raw: dict[str, Any]) -> Descriptor:
+    try:
+        return Descriptor(raw.get("mediaType", ""), raw["digest"], int(raw["size"]), dict(raw.get("annotations") or {}))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidArgument(f"invalid descriptor {raw!r}") from exc
+
+
+async def _unpack_one(puller: Puller, root: Descriptor, target: ImageStoreTarget, wanted: Any) -> None:
+    engine = puller.engine
+    snapshotter_name = wanted.snapshotter or engine.config.default_snapshotter
+    snapshotter = engine.snapshotters.get(snapshotter_name)
+    if snapshotter is None:
+        raise NotFound(f"snapshotter {snapshotter_name!r} not loaded")
+
+    def read(digest: str) -> bytes:
+        return puller.content.read_at(puller.ctx, digest, 0, -1)
+
+    try:
+        found = manifests(read, root, wanted.platform)
+    except NotFound:
+        log.info("no manifest for %s in %s: nothing to unpack", wanted.platform, root.digest)
+        return
+
+    def on_layer(layer: Descriptor, event: str) -> None:
+        if event != "exists":
+            puller.progress(Progress(event, ref_key(layer), (), layer.size, layer.size, layer))
+
+    await unpack(puller.ctx, puller.content, snapshotter, found[0], on_layer, puller.open_layer)
+
+
+async def _fetch_referrers(puller: Puller, session: RegistrySession, subjects: list[Descriptor]) -> None:
+    """Fetch each subject's referrers (and their blobs) and label the subject to keep them."""
+    for subject in subjects:
+        referrers = await fetch_referrers(session.client, session.reference, subject.digest)
+        if not referrers:
+            continue
+        await asyncio.gather(*(puller.start(r) for r in referrers))
+        for referrer in referrers:
+            doc = puller.engine.read_json(puller.ctx, referrer)
+            for blob in [doc.get("config"), *(doc.get("layers") or [])]:
+                if blob and int(blob.get("size", 0)) > 0:
+                    puller.start(_descriptor(blob))
+        labels = {f"{REFERRER_LABEL}{i}": r.digest for i, r in enumerate(referrers)}
+        puller.content.update(puller.ctx, subject.digest, labels, [f"labels.{k}" for k in labels])
+        puller.progress(Progress("referrers", ref_key(subject), (), len(referrers), len(referrers), subject))
+
+
+def _label_sources(puller: Puller, host: str, repository: str) -> None:
+    """``containerd.io/distribution.source.<host>=<repositories>`` on every fetched blob."""
+    key = distribution_source_key(host)
+    for desc in puller.fetched:
+        try:
+            info = puller.content.info(puller.ctx, desc.digest)
+        except NotFound:
+            continue
+        sources = set(filter(None, info.labels.get(key, "").split(",")))
+        if repository in sources:
+            continue
+        sources.add(repository)
+        puller.content.update(puller.ctx, desc.digest, {key: ",".join(sorted(sources))}, [f"labels.{key}"])

@@ -1,0 +1,104 @@
+"""Push: image store -> registry, children before parents, layers in parallel.
+
+Blobs (configs and layers) go first, at most ``max_concurrent_uploaded_layers`` at a time;
+each is skipped when the registry has it, mounted from another repository of the same
+registry when a ``containerd.io/distribution.source.<host>`` label says where it came from,
+and uploaded otherwise. Then manifests by digest, and last the root under the reference's tag.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from pycontainerd.core.images import Descriptor
+from pycontainerd.errdefs import InvalidArgument, NotFound
+from pycontainerd.images.manifest import INDEXES, MANIFESTS
+from pycontainerd.images.platforms import matches
+from pycontainerd.remotes.pusher import distribution_source_key
+from pycontainerd.transfer.objects import Progress
+from pycontainerd.transfer.pull import ref_key
+
+if TYPE_CHECKING:
+    from pycontainerd.namespaces import RequestContext
+    from pycontainerd.transfer.local import LocalTransfer
+    from pycontainerd.transfer.objects import ImageStoreTarget, ProgressFn, Registry
+    from pycontainerd.transfer.registry import RegistrySession
+
+
+def _descriptor(raw: dict[str, Any]) -> Descriptor:
+    try:
+        return Descriptor(raw.get("mediaType", ""), raw["digest"], int(raw["size"]), dict(raw.get("annotations") or {}))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidArgument(f"invalid descriptor {raw!r}") from exc
+
+
+async def push(
+    engine: LocalTransfer,
+    ctx: RequestContext,
+    source: ImageStoreTarget,
+    target: Registry,
+    progress: ProgressFn,
+    session: RegistrySession,
+) -> None:
+    """Push the local image ``source.name`` to ``target.reference``."""
+    content = engine._metadata.content
+    assert content is not None
+    blob_path = getattr(content.backend, "path", None)
+    if blob_path is None:
+        raise InvalidArgument("content backend cannot open blobs by path")
+    image = engine._metadata.images.get(ctx, source.name)
+    root = image.target
+    manifests_in_order: list[tuple[Descriptor, bytes]] = []  # children first
+    blobs: dict[str, Descriptor] = {}
+
+    def walk(desc: Descriptor, depth: int) -> None:
+        if depth > 8:
+            raise InvalidArgument("image index nesting too deep")
+        data = content.read_at(ctx, desc.digest, 0, -1)
+        doc = engine.read_json(ctx, desc)
+        if desc.media_type in INDEXES or ("manifests" in doc and desc.media_type not in MANIFESTS):
+            for child in doc.get("manifests") or []:
+                if source.platforms and not any(matches(p, child.get("platform")) for p in source.platforms):
+                    continue
+                child_desc = _descriptor(child)
+                try:
+                    walk(child_desc, depth + 1)
+                except NotFound:
+                    if source.platforms:
+                        raise
+                    # Not held locally (a single-platform pull of a multi-platform image).
+                    raise NotFound(
+                        f"manifest {child_desc.digest} of {source.name} is not in the content store; "
+                        "pull all platforms or push with --platform"
+                    ) from None
+        else:
+            for blob in [doc.get("config"), *(doc.get("layers") or [])]:
+                if blob:
+                    d = _descriptor(blob)
+                    blobs[d.digest] = d
+        manifests_in_order.append((desc, data))
+
+    walk(root, 0)
+    host = session.host
+    tag = session.reference.tag if not session.reference.digest else ""
+    progress(Progress(f"Pushing to {target.reference}"))
+    slots = asyncio.Semaphore(max(1, engine.config.max_concurrent_uploaded_layers))
+    key = distribution_source_key(host)
+
+    async def push_blob(desc: Descriptor) -> None:
+        name = ref_key(desc)
+        info = content.info(ctx, desc.digest)  # NotFound: the image is incomplete locally
+        sources = [s for s in info.labels.get(key, "").split(",") if s]
+        async with slots:
+            progress(Progress("uploading", name, (), 0, desc.size, desc))
+            outcome = await session.push_blob(desc, blob_path(desc.digest), sources)
+        event = {"exists": "already exists", "mounted": "mounted"}.get(outcome, "complete")
+        progress(Progress(event, name, (), desc.size, desc.size, desc))
+
+    await asyncio.gather(*(push_blob(d) for d in blobs.values()))
+    for desc, data in manifests_in_order:
+        is_root = desc.digest == root.digest
+        await session.push_manifest(desc, data, tag if is_root else "")
+        progress(Progress("complete", ref_key(desc), (), desc.size, desc.size, desc))
+    progress(Progress(f"Completed push to {target.reference}"))

@@ -1,0 +1,243 @@
+"""Pull and push through the Transfer service against Debian's real docker-registry.
+
+An image is imported locally, pushed by pycontainerd to the registry, pulled back into a fresh
+namespace (fetch and unpack together) and run with the real ctr; a cross-repository push mounts
+instead of uploading; verifiers can refuse a pull; the real ctr 1.6 pulls from the same registry
+into pycontainerd by itself (client-side pull over our content/images/diff services).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from pycontainerd.api.containerd.types.transfer import progress_pb2
+from pycontainerd.client.transfer import Client
+from pycontainerd.images.manifest import OCI_MANIFEST, chain_ids
+from pycontainerd.images.platforms import host_platform
+from pycontainerd.tools.busybox import ImageInfo, build_image
+from tests.support.daemon import DaemonProcess, running_daemon
+from tests.support.registry import Registry, running_registry
+
+pytestmark = [pytest.mark.integration, pytest.mark.root]
+
+LOCAL = "docker.io/library/busybox:local"
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory: pytest.TempPathFactory) -> ImageInfo:
+    return build_image(tmp_path_factory.mktemp("img") / "busybox.tar", ref=LOCAL, extra_layers=3, files_per_layer=200)
+
+
+@pytest.fixture(scope="module")
+def registry() -> Iterator[Registry]:
+    with running_registry() as r:
+        yield r
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[DaemonProcess]:
+    verifiers = tmp_path / "verifiers"
+    verifiers.mkdir()
+    extra = f'[plugins."io.containerd.image-verifier.v1.bindir"]\nbin_dir = "{verifiers}"\n'
+    with running_daemon(extra_config=extra) as d:
+        d.verifiers = verifiers  # type: ignore[attr-defined]
+        yield d
+
+
+def transfer(d: DaemonProcess, ns: str, work: object) -> list[progress_pb2.Progress]:
+    events: list[progress_pb2.Progress] = []
+
+    async def run() -> None:
+        client = Client(str(d.address), ns)
+        try:
+            await work(client, events.append)  # type: ignore[operator]
+        finally:
+            await client.close()
+
+    asyncio.run(run())
+    return events
+
+
+def push(d: DaemonProcess, ns: str, remote: str, local: str = LOCAL) -> list[progress_pb2.Progress]:
+    return transfer(d, ns, lambda c, p: c.push(remote, local, plain_http=True, progress=p))
+
+
+def pull(d: DaemonProcess, ns: str, remote: str) -> list[progress_pb2.Progress]:
+    return transfer(d, ns, lambda c, p: c.pull(remote, platforms=[host_platform()], plain_http=True, progress=p))
+
+
+def test_push_then_pull_and_run(daemon: DaemonProcess, registry: Registry, image: ImageInfo) -> None:
+    daemon.ctr("images", "import", "--no-unpack", str(image.path), namespace="src")
+    remote = f"{registry.host}/test/busybox:1"
+    pushed = push(daemon, "src", remote)
+    assert pushed[-1].event == f"Completed push to {remote}"
+    uploaded = {e.desc.digest for e in pushed if e.event == "complete"}
+    assert set(image.layer_digests) <= uploaded and image.manifest_digest in uploaded
+
+    events = pull(daemon, "dst", remote)
+    kinds = [e.event for e in events]
+    assert kinds[-1] == f"Completed pull from {remote}", kinds
+    assert any(e.event == "saved" and e.name == remote for e in events)
+    assert kinds.count("extracted") == len(image.layer_digests)
+    assert daemon.ctr("images", "ls", "-q", namespace="dst").stdout.split() == [remote]
+    assert "complete" in daemon.ctr("images", "check", namespace="dst").stdout
+    snapshots = daemon.ctr("snapshots", "ls", namespace="dst").stdout
+    for chain in chain_ids(image.diff_ids):
+        assert chain in snapshots
+    content = daemon.ctr("content", "ls", namespace="dst").stdout
+    assert f"containerd.io/distribution.source.{registry.host.split(':')[0]}=test/busybox" in content
+    out = daemon.ctr("run", "--rm", remote, "pulled", "sh", "-c", "echo pulled-ok", namespace="dst", timeout=120)
+    assert out.stdout.strip() == "pulled-ok"
+    # A second pull has everything: nothing is downloaded again.
+    again = pull(daemon, "dst", remote)
+    assert not [e for e in again if e.event == "downloading"]
+    assert {e.event for e in again if e.name.startswith("layer-")} <= {"already exists", "waiting"}
+
+
+def test_cross_repository_push_mounts(daemon: DaemonProcess, registry: Registry, image: ImageInfo) -> None:
+    daemon.ctr("images", "import", "--no-unpack", str(image.path), namespace="src")
+    push(daemon, "src", f"{registry.host}/one/busybox:1")
+    pull(daemon, "mnt", f"{registry.host}/one/busybox:1")  # labels record where the blobs live
+    events = push(daemon, "mnt", f"{registry.host}/two/busybox:1", f"{registry.host}/one/busybox:1")
+    layer_events = {e.event for e in events if e.name.startswith("layer-") and e.event != "uploading"}
+    assert layer_events == {"mounted"}, layer_events
+
+
+def test_verifier_refusal_stops_the_pull(daemon: DaemonProcess, registry: Registry, image: ImageInfo) -> None:
+    daemon.ctr("images", "import", "--no-unpack", str(image.path), namespace="src")
+    remote = f"{registry.host}/verified/busybox:1"
+    push(daemon, "src", remote)
+    verifier = daemon.verifiers / "deny"  # type: ignore[attr-defined]
+    verifier.write_text("#!/bin/sh\necho not signed by us\nexit 1\n")
+    verifier.chmod(verifier.stat().st_mode | stat.S_IXUSR)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        pull(daemon, "refused", remote)
+    assert "blocked pull" in (err.value.details() or "") and "not signed by us" in (err.value.details() or "")
+    assert daemon.ctr("content", "ls", "-q", namespace="refused", check=False).stdout.strip() == ""
+    verifier.unlink()
+    pull(daemon, "refused", remote)
+
+
+def test_pull_of_unknown_tag_is_not_found(daemon: DaemonProcess, registry: Registry) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        pull(daemon, "missing", f"{registry.host}/nothing/here:1")
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_real_ctr_pulls_from_the_registry_into_pycontainerd(
+    daemon: DaemonProcess, registry: Registry, image: ImageInfo
+) -> None:
+    daemon.ctr("images", "import", "--no-unpack", str(image.path), namespace="src")
+    remote = f"{registry.host}/ctr/busybox:1"
+    push(daemon, "src", remote)
+    daemon.ctr("images", "pull", "--plain-http", remote, namespace="ctrpull", timeout=120)
+    out = daemon.ctr("run", "--rm", remote, "ctrpulled", "echo", "ctr-ok", namespace="ctrpull", timeout=120)
+    assert out.stdout.strip() == "ctr-ok"
+
+
+def test_credentials_travel_over_the_auth_stream(daemon: DaemonProcess, image: ImageInfo) -> None:
+    with running_registry(users={"alice": "s3cret"}) as secured:
+        daemon.ctr("images", "import", "--no-unpack", str(image.path), namespace="src")
+        remote = f"{secured.host}/private/busybox:1"
+        creds = ("alice", "s3cret")
+        transfer(daemon, "src", lambda c, p: c.push(remote, LOCAL, plain_http=True, credentials=creds, progress=p))
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            pull(daemon, "anon", remote)
+        assert err.value.code() in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED)
+        with pytest.raises(grpc.aio.AioRpcError):
+            transfer(daemon, "bad", lambda c, p: c.pull(remote, plain_http=True, credentials=("alice", "wrong")))
+        result = subprocess.run(
+            [sys.executable, "-m", "pycontainerd.cli.main", "-a", str(daemon.address), "-n", "authed"]
+            + ["images", "pull", "--plain-http", "--user", "alice:s3cret", remote],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert f"{remote}: pulled" in result.stdout
+        assert daemon.ctr("images", "ls", "-q", namespace="authed").stdout.split() == [remote]
+
+
+def test_pull_fetches_referrers_through_the_fallback_tag(registry: Registry, image: ImageInfo) -> None:
+    from pycontainerd.core.images import Descriptor
+    from pycontainerd.remotes.client import RegistryClient
+
+    repo = f"{registry.host}/signed/busybox"
+    empty = b"{}"
+    signature = b"a signature over the manifest"
+    config_desc = Descriptor("application/vnd.oci.empty.v1+json", _sha(empty), len(empty))
+    layer_desc = Descriptor("application/vnd.example.signature", _sha(signature), len(signature))
+    subject = {"mediaType": OCI_MANIFEST, "digest": image.manifest_digest, "size": _manifest_size(image)}
+    artifact = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": "application/vnd.example.signature",
+            "config": {"mediaType": config_desc.media_type, "digest": config_desc.digest, "size": 2},
+            "layers": [{"mediaType": layer_desc.media_type, "digest": layer_desc.digest, "size": len(signature)}],
+            "subject": subject,
+        }
+    ).encode()
+    artifact_desc = Descriptor(OCI_MANIFEST, _sha(artifact), len(artifact))
+    fallback = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [
+                {
+                    "mediaType": OCI_MANIFEST,
+                    "digest": artifact_desc.digest,
+                    "size": artifact_desc.size,
+                    "artifactType": "application/vnd.example.signature",
+                }
+            ],
+        }
+    ).encode()
+    fallback_desc = Descriptor("application/vnd.oci.image.index.v1+json", _sha(fallback), len(fallback))
+
+    with running_daemon() as src:
+        src.ctr("images", "import", "--no-unpack", str(image.path), namespace="src")
+        push(src, "src", f"{repo}:1")
+
+    async def sign() -> None:
+        async with RegistryClient(default_scheme="http") as client:
+            pusher = client.pusher(f"{repo}:1")
+            await pusher.push_blob(config_desc, empty)
+            await pusher.push_blob(layer_desc, signature)
+            await pusher.push_manifest(artifact_desc, artifact)
+            await pusher.push_manifest(fallback_desc, fallback, tag=image.manifest_digest.replace(":", "-"))
+
+    asyncio.run(sign())
+    extra = '[plugins."io.containerd.transfer.v1.local"]\nfetch_referrers = true\n'
+    with running_daemon(extra_config=extra) as d:
+        events = pull(d, "signed", f"{repo}:1")
+        assert any(e.event == "referrers" for e in events)
+        content = d.ctr("content", "ls", namespace="signed").stdout
+        assert artifact_desc.digest in content and layer_desc.digest in content
+        assert f"containerd.io/gc.ref.content.referrer.sha256.0={artifact_desc.digest}" in content
+        # The GC keeps the signature as long as the image, and lets it go with it.
+        d.ctr("images", "rm", "--sync", f"{repo}:1", namespace="signed")
+        assert artifact_desc.digest not in d.ctr("content", "ls", namespace="signed").stdout
+
+
+def _sha(data: bytes) -> str:
+    import hashlib
+
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _manifest_size(image: ImageInfo) -> int:
+    import tarfile
+
+    with tarfile.open(image.path) as tf:
+        return tf.getmember(f"blobs/sha256/{image.manifest_digest.split(':')[1]}").size
