@@ -156,8 +156,21 @@ def test_credentials_travel_over_the_auth_stream(daemon: DaemonProcess, image: I
         with pytest.raises(grpc.aio.AioRpcError):
             transfer(daemon, "bad", lambda c, p: c.pull(remote, plain_http=True, credentials=("alice", "wrong")))
         result = subprocess.run(
-            [sys.executable, "-m", "pycontainerd.cli.main", "-a", str(daemon.address), "-n", "authed"]
-            + ["images", "pull", "--plain-http", "--user", "alice:s3cret", remote],
+            [
+                sys.executable,
+                "-m",
+                "pycontainerd.cli.main",
+                "-a",
+                str(daemon.address),
+                "-n",
+                "authed",
+                "images",
+                "pull",
+                "--plain-http",
+                "--user",
+                "alice:s3cret",
+                remote,
+            ],
             capture_output=True,
             text=True,
             timeout=120,
