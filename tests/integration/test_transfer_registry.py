@@ -13,11 +13,12 @@ import json
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import grpc
 import pytest
+from aiohttp import web
 
 from pycontainerd.api.containerd.types.transfer import progress_pb2
 from pycontainerd.client.transfer import Client
@@ -25,7 +26,7 @@ from pycontainerd.images.manifest import OCI_MANIFEST, chain_ids
 from pycontainerd.images.platforms import host_platform
 from pycontainerd.tools.busybox import ImageInfo, build_image
 from tests.support.daemon import DaemonProcess, running_daemon
-from tests.support.registry import Registry, running_registry
+from tests.support.registry import Cut, FaultProxy, Registry, Seen, running_registry
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
 
@@ -254,3 +255,122 @@ def _manifest_size(image: ImageInfo) -> int:
 
     with tarfile.open(image.path) as tf:
         return tf.getmember(f"blobs/sha256/{image.manifest_digest.split(':')[1]}").size
+
+
+# -- faults, through the daemon: a proxy in the test's event loop sits before the registry --------
+
+
+def with_proxy(
+    d: DaemonProcess, registry: Registry, ns: str, work: Callable[[Client, FaultProxy], Awaitable[None]]
+) -> FaultProxy:
+    async def run() -> FaultProxy:
+        async with FaultProxy(registry.host) as proxy:
+            client = Client(str(d.address), ns)
+            try:
+                await work(client, proxy)
+            finally:
+                await client.close()
+            return proxy
+
+    return asyncio.run(run())
+
+
+def _prepared(d: DaemonProcess, registry: Registry, image: ImageInfo, repo: str) -> str:
+    """Push the image from another daemon: ``d`` must hold none of its blobs (a namespace
+    may reuse a blob another one holds without receiving its bytes)."""
+    del d
+    remote = f"{registry.host}/{repo}:1"
+    with running_daemon() as other:
+        other.ctr("images", "import", "--no-unpack", str(image.path), namespace="src")
+        push(other, "src", remote)
+    return remote
+
+
+def test_pull_through_a_hosts_toml_mirror(
+    daemon: DaemonProcess, registry: Registry, image: ImageInfo, tmp_path: Path
+) -> None:
+    _prepared(daemon, registry, image, "mirrored/busybox")
+    domain = "upstream.invalid"
+    hosts = tmp_path / "certs.d"
+
+    async def work(client: Client, mirror: FaultProxy) -> None:
+        (hosts / domain).mkdir(parents=True)
+        (hosts / domain / "hosts.toml").write_text(
+            f'server = "http://{registry.host}"\n[host."http://{mirror.host}"]\n  capabilities = ["pull", "resolve"]\n'
+        )
+        await client.pull(f"{domain}/mirrored/busybox:1", platforms=[host_platform()], hosts_dir=str(hosts))
+
+    mirror = with_proxy(daemon, registry, "mirror", work)
+    gets = mirror.requests("GET", "/blobs/")
+    assert {g.path.rsplit("/", 1)[-1] for g in gets} >= set(image.layer_digests)
+    assert all(g.query.get("ns") == [domain] for g in gets)
+    assert daemon.ctr("images", "ls", "-q", namespace="mirror").stdout.split() == [f"{domain}/mirrored/busybox:1"]
+
+
+def test_cut_connection_resumes_mid_layer(daemon: DaemonProcess, registry: Registry, image: ImageInfo) -> None:
+    _prepared(daemon, registry, image, "cut/busybox")
+    big = max(zip(image.layer_digests, _layer_sizes(image), strict=True), key=lambda p: p[1])
+
+    async def work(client: Client, proxy: FaultProxy) -> None:
+        proxy.cuts.append(Cut(lambda s: s.method == "GET" and big[0] in s.path, big[1] // 2))
+        await client.pull(f"{proxy.host}/cut/busybox:1", platforms=[host_platform()], plain_http=True)
+
+    proxy = with_proxy(daemon, registry, "cut", work)
+    gets = proxy.requests("GET", big[0])
+    assert len(gets) == 2, [g.headers.get("Range") for g in gets]
+    assert gets[1].headers.get("Range", "").startswith("bytes=") and gets[1].headers["Range"] != "bytes=0-"
+    assert "complete" in daemon.ctr("images", "check", namespace="cut").stdout
+    out = daemon.ctr("run", "--rm", f"{proxy.host}/cut/busybox:1", "cutrun", "echo", "whole", namespace="cut")
+    assert out.stdout.strip() == "whole"
+
+
+def test_tampered_blob_is_refused_and_nothing_stored(
+    daemon: DaemonProcess, registry: Registry, image: ImageInfo
+) -> None:
+    _prepared(daemon, registry, image, "tampered/busybox")
+    victim, size = image.layer_digests[-1], _layer_sizes(image)[-1]
+
+    async def tamper(request: web.Request, seen: Seen) -> web.StreamResponse | None:
+        if seen.method == "GET" and victim in seen.path:
+            return web.Response(body=b"\x1f\x8b" + b"\0" * (size - 2), content_type="application/octet-stream")
+        return None
+
+    async def work(client: Client, proxy: FaultProxy) -> None:
+        proxy.hooks.append(tamper)
+        await client.pull(f"{proxy.host}/tampered/busybox:1", platforms=[host_platform()], plain_http=True)
+
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        with_proxy(daemon, registry, "tampered", work)
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION, err.value.details()
+    assert "digest" in (err.value.details() or "")
+    assert victim not in daemon.ctr("content", "ls", "-q", namespace="tampered").stdout
+    assert daemon.ctr("images", "ls", "-q", namespace="tampered").stdout.strip() == ""
+    assert "extract-" not in daemon.ctr("snapshots", "ls", namespace="tampered").stdout
+
+
+def test_schema1_manifest_is_refused_clearly(daemon: DaemonProcess, registry: Registry) -> None:
+    schema1 = json.dumps({"schemaVersion": 1, "name": "old/app", "tag": "1", "fsLayers": []}).encode()
+
+    async def old_registry(request: web.Request, seen: Seen) -> web.StreamResponse | None:
+        if "/manifests/" in seen.path:
+            media = "application/vnd.docker.distribution.manifest.v1+prettyjws"
+            headers = {"Docker-Content-Digest": _sha(schema1)}
+            return web.Response(body=schema1 if seen.method == "GET" else None, content_type=media, headers=headers)
+        return None
+
+    async def work(client: Client, proxy: FaultProxy) -> None:
+        proxy.hooks.append(old_registry)
+        await client.pull(f"{proxy.host}/old/app:1", plain_http=True)
+
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        with_proxy(daemon, registry, "old", work)
+    details = err.value.details() or ""
+    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert "manifest.v1" in details and "no longer supported" in details, details
+
+
+def _layer_sizes(image: ImageInfo) -> list[int]:
+    import tarfile
+
+    with tarfile.open(image.path) as tf:
+        return [tf.getmember(f"blobs/sha256/{d.split(':')[1]}").size for d in image.layer_digests]

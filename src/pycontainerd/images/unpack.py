@@ -105,7 +105,12 @@ async def _apply(
     def extract(mounts: list[Mount]) -> Applied:
         assert open_layer is not None
         with open_layer(layer) as raw:
-            return apply_stream(raw, layer.media_type, mounts)
+            applied = apply_stream(raw, layer.media_type, mounts)
+            # The decompressor may stop at the end of its stream before the file's end: read
+            # on, so that a layer still downloading is committed (and verified) before we go on.
+            while raw.read(1 << 20):
+                pass
+            return applied
 
     key = f"extract-{uuid.uuid4().hex[:12]} {chain_id}"
     mounts = snapshotter.prepare(ctx, key, parent, {SNAPSHOT_REF_LABEL: chain_id})

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from pycontainerd.errdefs import Unavailable
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
     from pycontainerd.core.images import Descriptor
@@ -63,10 +64,11 @@ class Download:
 class FollowReader(io.RawIOBase):
     """A raw file reading a :class:`Download` as it grows (blocking; for a worker thread).
 
-    ``blob_path`` is where the committed blob lives, for downloads that wrote nothing.
+    ``blob_path`` says where the committed blob lives (asked only once it must exist), for
+    downloads that wrote nothing or were committed before the reader opened them.
     """
 
-    def __init__(self, download: Download, blob_path: Path) -> None:
+    def __init__(self, download: Download, blob_path: Callable[[], Path]) -> None:
         super().__init__()
         self._download = download
         if not download.wait(lambda: download.path is not None or download.done, START_TIMEOUT):
@@ -77,7 +79,7 @@ class FollowReader(io.RawIOBase):
         self._pos = 0
 
     @staticmethod
-    def _open(download: Download, blob_path: Path) -> int:
+    def _open(download: Download, blob_path: Callable[[], Path]) -> int:
         if download.path is not None:
             try:
                 return os.open(download.path, os.O_RDONLY | os.O_CLOEXEC)
@@ -87,7 +89,7 @@ class FollowReader(io.RawIOBase):
                 if download.error is not None:
                     raise download.error from None
                 download.path = None
-        return os.open(blob_path, os.O_RDONLY | os.O_CLOEXEC)
+        return os.open(blob_path(), os.O_RDONLY | os.O_CLOEXEC)
 
     def readable(self) -> bool:
         return True

@@ -165,7 +165,7 @@ class Puller:
         path = getattr(self.content.backend, "path", None)
         if path is None:
             raise InvalidArgument("content backend cannot open blobs by path")
-        return io.BufferedReader(FollowReader(self.downloads[layer.digest], path(layer.digest)), 1 << 20)
+        return io.BufferedReader(FollowReader(self.downloads[layer.digest], lambda: path(layer.digest)), 1 << 20)
 
 
 async def pull(

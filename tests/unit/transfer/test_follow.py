@@ -36,7 +36,7 @@ def test_reader_follows_a_growing_file_and_ends_at_commit(tmp_path: Path) -> Non
 
     thread = threading.Thread(target=writer)
     thread.start()
-    got = io.BufferedReader(FollowReader(download, tmp_path / "blob")).read()
+    got = io.BufferedReader(FollowReader(download, lambda: tmp_path / "blob")).read()
     thread.join()
     assert got == b"".join(chunks)
 
@@ -46,7 +46,7 @@ def test_a_failed_download_fails_the_read(tmp_path: Path) -> None:
     data.write_bytes(b"abc")
     download = Download(DESC)
     download.started(data, 3)
-    reader = FollowReader(download, tmp_path / "blob")
+    reader = FollowReader(download, lambda: tmp_path / "blob")
     buf = bytearray(10)
     assert reader.readinto(memoryview(buf)) == 3
     threading.Timer(0.05, download.finish, args=(FailedPrecondition("digest mismatch"),)).start()
@@ -61,7 +61,7 @@ def test_blob_already_held_is_read_directly(tmp_path: Path) -> None:
     download = Download(DESC)
     download.started(None, 0)
     download.finish()
-    assert io.BufferedReader(FollowReader(download, blob)).read() == b"x" * 5000
+    assert io.BufferedReader(FollowReader(download, lambda: blob)).read() == b"x" * 5000
 
 
 def test_reader_opened_after_the_commit_reads_the_blob(tmp_path: Path) -> None:
@@ -71,4 +71,4 @@ def test_reader_opened_after_the_commit_reads_the_blob(tmp_path: Path) -> None:
     download.started(data, len(b"committed bytes"))
     data.rename(tmp_path / "blob")  # committed before any reader opened it
     download.finish()
-    assert io.BufferedReader(FollowReader(download, tmp_path / "blob")).read() == b"committed bytes"
+    assert io.BufferedReader(FollowReader(download, lambda: tmp_path / "blob")).read() == b"committed bytes"
