@@ -374,3 +374,73 @@ def _layer_sizes(image: ImageInfo) -> list[int]:
 
     with tarfile.open(image.path) as tf:
         return [tf.getmember(f"blobs/sha256/{d.split(':')[1]}").size for d in image.layer_digests]
+
+
+def _test_ca(directory: Path) -> tuple[Path, Path, Path]:
+    """A CA and a server certificate for 127.0.0.1 signed by it: (ca.pem, cert.pem, key.pem)."""
+    ca_key, ca, key, csr, cert = (directory / n for n in ("ca.key", "ca.pem", "key.pem", "req.csr", "cert.pem"))
+    ext = directory / "san.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=pycontainerd test CA",
+        "-keyout",
+        str(ca_key),
+        "-out",
+        str(ca),
+    )
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(csr))
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        str(csr),
+        "-CA",
+        str(ca),
+        "-CAkey",
+        str(ca_key),
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        str(ext),
+        "-out",
+        str(cert),
+    )
+    return ca, cert, key
+
+
+def test_pull_over_tls_with_a_test_ca(daemon: DaemonProcess, image: ImageInfo, tmp_path: Path) -> None:
+    ca, cert, key = _test_ca(tmp_path)
+    with running_registry(tls=(cert, key)) as secure:
+        remote = f"{secure.host}/tls/busybox:1"
+        hosts = tmp_path / "certs.d"
+        (hosts / secure.host).mkdir(parents=True)
+        (hosts / secure.host / "hosts.toml").write_text(
+            f'server = "https://{secure.host}"\n[host."https://{secure.host}"]\n  ca = "{ca}"\n'
+        )
+        daemon.ctr("images", "import", "--no-unpack", str(image.path), namespace="src")
+        transfer(daemon, "src", lambda c, p: c.push(remote, LOCAL, hosts_dir=str(hosts), progress=p))
+        transfer(daemon, "tls", lambda c, p: c.pull(remote, platforms=[host_platform()], hosts_dir=str(hosts)))
+        assert daemon.ctr("images", "ls", "-q", namespace="tls").stdout.split() == [remote]
+        # Configured without the CA, the registry's certificate is not trusted. (Unconfigured,
+        # a localhost registry is reached with checks off, as containerd does.)
+        untrusted = tmp_path / "untrusted.d"
+        (untrusted / secure.host).mkdir(parents=True)
+        (untrusted / secure.host / "hosts.toml").write_text(f'server = "https://{secure.host}"\n')
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            transfer(
+                daemon, "untrusted", lambda c, p: c.pull(remote, platforms=[host_platform()], hosts_dir=str(untrusted))
+            )
+        assert "certificate" in (err.value.details() or "").lower(), err.value.details()

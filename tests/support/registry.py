@@ -72,10 +72,12 @@ class Registry:
         return self.log.read_text(errors="replace")
 
 
-def _config(port: int, storage: Path, htpasswd: Path | None) -> str:
+def _config(port: int, storage: Path, htpasswd: Path | None, tls: tuple[Path, Path] | None = None) -> str:
     auth = ""
     if htpasswd is not None:
         auth = f"auth:\n  htpasswd:\n    realm: test-realm\n    path: {htpasswd}\n"
+    if tls is not None:
+        auth = f"  tls:\n    certificate: {tls[0]}\n    key: {tls[1]}\n" + auth
     return (
         "version: 0.1\n"
         "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
@@ -89,8 +91,11 @@ def _config(port: int, storage: Path, htpasswd: Path | None) -> str:
 
 
 @contextlib.contextmanager
-def running_registry(*, users: dict[str, str] | None = None) -> Iterator[Registry]:
-    """Start docker-registry (with htpasswd auth for ``users``), yield it, always stop it.
+def running_registry(
+    *, users: dict[str, str] | None = None, tls: tuple[Path, Path] | None = None
+) -> Iterator[Registry]:
+    """Start docker-registry (with htpasswd auth for ``users``, over TLS with ``tls`` =
+    (certificate, key)), yield it, always stop it.
 
     Raises:
         RuntimeError: docker-registry is missing, or bcrypt hashes cannot be made for ``users``.
@@ -110,7 +115,7 @@ def running_registry(*, users: dict[str, str] | None = None) -> Iterator[Registr
             htpasswd.write_text("".join(lines))
         port = free_port()
         config = base / "config.yml"
-        config.write_text(_config(port, base / "storage", htpasswd))
+        config.write_text(_config(port, base / "storage", htpasswd, tls))
         log = base / "registry.log"
         with log.open("wb") as out:
             proc = subprocess.Popen([str(DOCKER_REGISTRY), "serve", str(config)], stdout=out, stderr=out)
@@ -119,6 +124,9 @@ def running_registry(*, users: dict[str, str] | None = None) -> Iterator[Registr
             deadline = time.monotonic() + 30
             while True:
                 try:
+                    if tls is not None:
+                        with socket.create_connection(("127.0.0.1", port), timeout=2):
+                            break
                     with urllib.request.urlopen(f"{registry.url}/v2/", timeout=2):
                         break
                 except urllib.error.HTTPError as exc:
