@@ -376,6 +376,53 @@ def w_import(daemons: list[Daemon], runs: int) -> Result:
     return out
 
 
+def _pyctr(d: Daemon, *args: str) -> None:
+    cmd = [sys.executable, "-m", "pycontainerd.cli.main", "-a", str(d.sock), "-n", "bench", *args]
+    res = subprocess.run(cmd, capture_output=True, timeout=600, check=False, cwd=REPO)
+    assert res.returncode == 0, res.stderr
+
+
+def w_pull(daemons: list[Daemon], runs: int) -> Result:
+    """Cold pull (fetch + unpack) of the big image from a local docker-registry.
+
+    pycontainerd pulls daemon-side through Transfer (pyctr images pull); containerd 1.6 has no
+    Transfer, so its ctr pulls client-side. "pycontainerd (ctr pull)" is ctr's client-side pull
+    against pycontainerd, the like-for-like client.
+    """
+    sys.path.insert(0, str(REPO))
+    from tests.support.registry import running_registry
+
+    image = _big_image(Path("/tmp/bench-big.tar"))
+    out: Result = {d.name: [] for d in daemons}
+    out["pycontainerd (ctr pull)"] = []
+    with running_registry() as registry:
+        remote = f"{registry.host}/bench/big:1"
+        seed = daemons[0]
+        seed.reset()
+        seed.start()
+        assert seed.ctr("images", "import", "--no-unpack", str(image)).returncode == 0
+        _pyctr(seed, "images", "push", "--plain-http", remote, "docker.io/library/big:bench")
+        for _ in range(max(1, runs // 2)):
+            for d in daemons:
+                d.reset()
+                d.start()
+                t0 = time.perf_counter()
+                if d.name == "pycontainerd":
+                    _pyctr(d, "images", "pull", "--plain-http", remote)
+                else:
+                    res = d.ctr("images", "pull", "--plain-http", remote)
+                    assert res.returncode == 0, res.stderr
+                out[d.name].append(time.perf_counter() - t0)
+            d = daemons[0]
+            d.reset()
+            d.start()
+            t0 = time.perf_counter()
+            res = d.ctr("images", "pull", "--plain-http", remote)
+            assert res.returncode == 0, res.stderr
+            out["pycontainerd (ctr pull)"].append(time.perf_counter() - t0)
+    return out
+
+
 def w_export(daemons: list[Daemon], runs: int) -> Result:
     image = _big_image(Path("/tmp/bench-big.tar"))
     out: Result = {d.name: [] for d in daemons}
@@ -459,6 +506,7 @@ WORKLOADS: dict[str, tuple[str, str, Callable[[list[Daemon], int], Result]]] = {
     ),
     "import": ("ctr images import + unpack, ~300 MB / 5 layers / 25k files", "s", w_import),
     "export": ("ctr images export of the same image", "s", w_export),
+    "pull": ("cold pull + unpack of the same image from a local docker-registry", "s", w_pull),
     "restore": ("restart after kill -9 with 50 running containers, until all RUNNING", "s", w_restore),
     "shim-memory": ("shim memory, 10 detached containers", "MiB", lambda d, r: w_shim_memory(d, r)),
 }
