@@ -444,3 +444,34 @@ def test_pull_over_tls_with_a_test_ca(daemon: DaemonProcess, image: ImageInfo, t
                 daemon, "untrusted", lambda c, p: c.pull(remote, platforms=[host_platform()], hosts_dir=str(untrusted))
             )
         assert "certificate" in (err.value.details() or "").lower(), err.value.details()
+
+
+def test_mirror_registry_to_registry(daemon: DaemonProcess, registry: Registry, image: ImageInfo) -> None:
+    source = _prepared(daemon, registry, image, "mirror-src/busybox")
+    with running_registry() as other:
+        destination = f"{other.host}/copied/busybox:1"
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pycontainerd.cli.main",
+                "-a",
+                str(daemon.address),
+                "-n",
+                "mirror",
+                "images",
+                "mirror",
+                "--plain-http",
+                source,
+                destination,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert daemon.ctr("images", "ls", "-q", namespace="mirror").stdout.strip() == "", "no image record"
+        pull(daemon, "frommirror", destination)
+        out = daemon.ctr("images", "ls", namespace="frommirror").stdout
+        assert image.manifest_digest in out, "the same manifest digest on the other registry"

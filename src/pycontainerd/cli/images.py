@@ -39,6 +39,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     push.add_argument("--platform", action="append", default=[], help="push only these platforms")
     push.set_defaults(run=_push)
 
+    mirror = isub.add_parser("mirror", help="copy an image from one registry to another (all platforms)")
+    mirror.add_argument("source", help="reference to copy from")
+    mirror.add_argument("destination", help="reference to copy to")
+    _registry_flags(mirror)
+    mirror.set_defaults(run=_mirror)
+
     imp = isub.add_parser("import", help="import an OCI or docker archive (unpacked for this host)")
     imp.add_argument("file", help="archive path, or - for standard input")
     imp.add_argument("--base-name", default="", help="name prefix for images whose archive names are bare tags")
@@ -129,6 +135,18 @@ def _push(args: argparse.Namespace) -> int:
 
     code = _run(args, work)
     print(f"{args.ref}: pushed")
+    return code
+
+
+def _mirror(args: argparse.Namespace) -> int:
+    display = ProgressDisplay()
+    code = _run(
+        args,
+        lambda client: client.mirror(
+            args.source, args.destination, plain_http=args.plain_http, hosts_dir=args.hosts_dir, progress=display
+        ),
+    )
+    print(f"{args.destination}: mirrored from {args.source}")
     return code
 
 

@@ -241,6 +241,20 @@ class Client:
         async with self._auth(registry(reference, plain_http, hosts_dir), credentials) as remote:
             await self.transfer(store, remote, progress)
 
+    async def mirror(
+        self,
+        source: str,
+        destination: str,
+        *,
+        plain_http: bool = False,
+        hosts_dir: str = "",
+        progress: ProgressFn | None = None,
+    ) -> None:
+        """Copy ``source`` to ``destination``, registry to registry, through the daemon (all platforms)."""
+        await self.transfer(
+            registry(source, plain_http, hosts_dir), registry(destination, plain_http, hosts_dir), progress
+        )
+
     @contextlib.asynccontextmanager
     async def _auth(
         self, remote: registry_pb2.OCIRegistry, credentials: tuple[str, str] | None

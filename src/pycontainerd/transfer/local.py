@@ -254,6 +254,8 @@ class LocalTransfer:
                         await pull(self, leased, source, destination, progress, session)
                 finally:
                     await session.close()
+            case Registry(), Registry():
+                await self.mirror(ctx, source, destination, progress)
             case ImageStoreTarget(), Registry():
                 from pycontainerd.transfer.push import push
 
@@ -266,6 +268,21 @@ class LocalTransfer:
                 raise Unimplemented(
                     f"transfer from {type(source).__name__} to {type(destination).__name__} is not implemented"
                 )
+
+    async def mirror(self, ctx: RequestContext, source: Registry, destination: Registry, progress: ProgressFn) -> None:
+        """Copy an image from one registry to another, through the content store under a
+        temporary lease (the blobs stay until the GC finds them unreferenced)."""
+        from pycontainerd.transfer.pull import fetch_image
+        from pycontainerd.transfer.push import push_image
+
+        pulling, pushing = self._registry(source), self._registry(destination)
+        try:
+            async with self._lease(ctx) as leased:
+                root = await fetch_image(self, leased, source, ImageStoreTarget(), progress, pulling)
+                await push_image(self, leased, root, (), destination, progress, pushing)
+        finally:
+            await pulling.close()
+            await pushing.close()
 
     def _registry(self, registry: Registry) -> RegistrySession:
         from pycontainerd.transfer.registry import RegistrySession

@@ -177,6 +177,22 @@ async def pull(
     session: RegistrySession,
 ) -> None:
     """Pull ``source.reference`` into the image store (and snapshots) as ``target`` asks."""
+    root = await fetch_image(engine, ctx, source, target, progress, session)
+    for image in engine.store(ctx, target, root):
+        progress(Progress("saved", image.name, desc=root))
+    progress(Progress(f"Completed pull from {source.reference}"))
+
+
+async def fetch_image(
+    engine: LocalTransfer,
+    ctx: RequestContext,
+    source: Registry,
+    target: ImageStoreTarget,
+    progress: ProgressFn,
+    session: RegistrySession,
+) -> Descriptor:
+    """Everything of a pull but the image record: returns the root descriptor, its content
+    fetched for ``target.platforms`` (all when empty), labelled, and unpacked as asked."""
     name, root = await session.resolve(source.reference)
     if root.media_type in DOCKER_SCHEMA1:
         raise InvalidArgument("schema 1 image manifests are no longer supported")
@@ -214,9 +230,7 @@ async def pull(
 
     engine.label_children(ctx, root, keep)
     _label_sources(puller, session.host, session.repository)
-    for image in engine.store(ctx, target, root):
-        progress(Progress("saved", image.name, desc=root))
-    progress(Progress(f"Completed pull from {source.reference}"))
+    return root
 
 
 async def _fetch_metadata(puller: Puller, root: Descriptor, target: ImageStoreTarget) -> list[dict[str, Any]]:

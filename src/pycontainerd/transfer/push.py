@@ -20,6 +20,7 @@ from pycontainerd.transfer.objects import Progress
 from pycontainerd.transfer.pull import ref_key
 
 if TYPE_CHECKING:
+    from pycontainerd.images.platforms import Platform
     from pycontainerd.namespaces import RequestContext
     from pycontainerd.transfer.local import LocalTransfer
     from pycontainerd.transfer.objects import ImageStoreTarget, ProgressFn, Registry
@@ -42,13 +43,25 @@ async def push(
     session: RegistrySession,
 ) -> None:
     """Push the local image ``source.name`` to ``target.reference``."""
+    image = engine._metadata.images.get(ctx, source.name)
+    await push_image(engine, ctx, image.target, source.platforms, target, progress, session)
+
+
+async def push_image(
+    engine: LocalTransfer,
+    ctx: RequestContext,
+    root: Descriptor,
+    platforms: tuple[Platform, ...],
+    target: Registry,
+    progress: ProgressFn,
+    session: RegistrySession,
+) -> None:
+    """Push the image whose root is ``root`` (its manifests for ``platforms``, all when empty)."""
     content = engine._metadata.content
     assert content is not None
     blob_path = getattr(content.backend, "path", None)
     if blob_path is None:
         raise InvalidArgument("content backend cannot open blobs by path")
-    image = engine._metadata.images.get(ctx, source.name)
-    root = image.target
     manifests_in_order: list[tuple[Descriptor, bytes]] = []  # children first
     blobs: dict[str, Descriptor] = {}
 
@@ -59,17 +72,17 @@ async def push(
         doc = engine.read_json(ctx, desc)
         if desc.media_type in INDEXES or ("manifests" in doc and desc.media_type not in MANIFESTS):
             for child in doc.get("manifests") or []:
-                if source.platforms and not any(matches(p, child.get("platform")) for p in source.platforms):
+                if platforms and not any(matches(p, child.get("platform")) for p in platforms):
                     continue
                 child_desc = _descriptor(child)
                 try:
                     walk(child_desc, depth + 1)
                 except NotFound:
-                    if source.platforms:
+                    if platforms:
                         raise
                     # Not held locally (a single-platform pull of a multi-platform image).
                     raise NotFound(
-                        f"manifest {child_desc.digest} of {source.name} is not in the content store; "
+                        f"manifest {child_desc.digest} of {root.digest} is not in the content store; "
                         "pull all platforms or push with --platform"
                     ) from None
         else:
