@@ -90,6 +90,9 @@ def test_push_then_pull_and_run(daemon: DaemonProcess, registry: Registry, image
     assert any(e.event == "saved" and e.name == remote for e in events)
     assert kinds.count("extracted") == len(image.layer_digests)
     assert daemon.ctr("images", "ls", "-q", namespace="dst").stdout.split() == [remote]
+    assert image.manifest_digest in daemon.ctr("images", "ls", namespace="dst").stdout, (
+        "same digest after the round trip"
+    )
     assert "complete" in daemon.ctr("images", "check", namespace="dst").stdout
     snapshots = daemon.ctr("snapshots", "ls", namespace="dst").stdout
     for chain in chain_ids(image.diff_ids):
@@ -106,7 +109,27 @@ def test_push_then_pull_and_run(daemon: DaemonProcess, registry: Registry, image
 
 def test_cross_repository_push_mounts(daemon: DaemonProcess, registry: Registry, image: ImageInfo) -> None:
     daemon.ctr("images", "import", "--no-unpack", str(image.path), namespace="src")
-    push(daemon, "src", f"{registry.host}/one/busybox:1")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pycontainerd.cli.main",
+            "-a",
+            str(daemon.address),
+            "-n",
+            "src",
+            "images",
+            "push",
+            "--plain-http",
+            f"{registry.host}/one/busybox:1",
+            LOCAL,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0 and "pushed" in result.stdout, result.stderr
     pull(daemon, "mnt", f"{registry.host}/one/busybox:1")  # labels record where the blobs live
     events = push(daemon, "mnt", f"{registry.host}/two/busybox:1", f"{registry.host}/one/busybox:1")
     layer_events = {e.event for e in events if e.name.startswith("layer-") and e.event != "uploading"}
@@ -154,8 +177,10 @@ def test_credentials_travel_over_the_auth_stream(daemon: DaemonProcess, image: I
         with pytest.raises(grpc.aio.AioRpcError) as err:
             pull(daemon, "anon", remote)
         assert err.value.code() in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED)
-        with pytest.raises(grpc.aio.AioRpcError):
+        with pytest.raises(grpc.aio.AioRpcError) as wrong:
             transfer(daemon, "bad", lambda c, p: c.pull(remote, plain_http=True, credentials=("alice", "wrong")))
+        assert wrong.value.code() == grpc.StatusCode.PERMISSION_DENIED, wrong.value.details()
+        assert "authoriz" in (wrong.value.details() or "").lower(), wrong.value.details()
         result = subprocess.run(
             [
                 sys.executable,
