@@ -9,7 +9,9 @@ into pycontainerd by itself (client-side pull over our content/images/diff servi
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import os
 import stat
 import subprocess
 import sys
@@ -168,7 +170,7 @@ def test_real_ctr_pulls_from_the_registry_into_pycontainerd(
     assert out.stdout.strip() == "ctr-ok"
 
 
-def test_credentials_travel_over_the_auth_stream(daemon: DaemonProcess, image: ImageInfo) -> None:
+def test_credentials_travel_over_the_auth_stream(daemon: DaemonProcess, image: ImageInfo, tmp_path: Path) -> None:
     with running_registry(users={"alice": "s3cret"}) as secured:
         daemon.ctr("images", "import", "--no-unpack", str(image.path), namespace="src")
         remote = f"{secured.host}/private/busybox:1"
@@ -205,6 +207,32 @@ def test_credentials_travel_over_the_auth_stream(daemon: DaemonProcess, image: I
         assert result.returncode == 0, result.stderr
         assert f"{remote}: pulled" in result.stdout
         assert daemon.ctr("images", "ls", "-q", namespace="authed").stdout.split() == [remote]
+        # Without --user, pyctr answers with the login in docker's config.json.
+        docker_config = tmp_path / "docker"
+        docker_config.mkdir()
+        token = base64.b64encode(b"alice:s3cret").decode()
+        (docker_config / "config.json").write_text(json.dumps({"auths": {secured.host: {"auth": token}}}))
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pycontainerd.cli.main",
+                "-a",
+                str(daemon.address),
+                "-n",
+                "dockerlogin",
+                "images",
+                "pull",
+                "--plain-http",
+                remote,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            env={**os.environ, "DOCKER_CONFIG": str(docker_config)},
+        )
+        assert result.returncode == 0, result.stderr
 
 
 def test_pull_fetches_referrers_through_the_fallback_tag(registry: Registry, image: ImageInfo) -> None:

@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING
 
 from pycontainerd.api.containerd.types.transfer import imagestore_pb2, importexport_pb2
 from pycontainerd.cli.progress import ProgressDisplay
-from pycontainerd.client.transfer import Client, platform_to_pb
+from pycontainerd.client.transfer import Client, Credentials, platform_to_pb
 from pycontainerd.images import platforms
+from pycontainerd.remotes.credentials import load_docker_config
 
 if TYPE_CHECKING:
     import argparse
@@ -74,13 +75,23 @@ def _registry_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("-u", "--user", default="", help="USER[:PASSWORD] for the registry (asked for when absent)")
 
 
-def _credentials(args: argparse.Namespace) -> tuple[str, str] | None:
+def _credentials(args: argparse.Namespace) -> Credentials:
+    """--user, else the logins in docker's config.json (``$DOCKER_CONFIG``, ~/.docker), as docker does."""
     if not args.user:
-        return None
+        return _docker_login
     user, sep, password = args.user.partition(":")
     if not sep:
         password = getpass.getpass(f"Password for {user}: ")
     return user, password
+
+
+async def _docker_login(host: str) -> tuple[str, str] | None:
+    found = await load_docker_config().credentials(host)
+    if found is None or found.empty:
+        return None
+    if found.identity_token:
+        return "", found.identity_token
+    return found.username, found.password
 
 
 def _run(args: argparse.Namespace, work: Callable[[Client], Awaitable[None]]) -> int:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
@@ -36,6 +37,11 @@ if TYPE_CHECKING:
 
     from pycontainerd.api.pycontainerd.types.transfer.v1 import snapshot_pb2
     from pycontainerd.images.platforms import Platform
+
+Secret = tuple[str, str]
+"""(user, password); an empty user with a secret is an identity (refresh) token."""
+Credentials = Secret | Callable[[str], "Secret | Awaitable[Secret | None] | None"]
+"""Fixed credentials, or a function from registry host to credentials (or None)."""
 
 MAX_DATA = 32 * 1024
 WINDOW = 2 * MAX_DATA
@@ -209,12 +215,13 @@ class Client:
         unpack: bool = True,
         plain_http: bool = False,
         hosts_dir: str = "",
-        credentials: tuple[str, str] | None = None,
+        credentials: Credentials | None = None,
         progress: ProgressFn | None = None,
     ) -> None:
         """Pull ``reference`` from its registry (and unpack it for each platform).
 
-        ``credentials`` (user, password) are handed to the daemon when the registry asks."""
+        ``credentials`` ((user, password), or a function of the registry host) are handed to
+        the daemon when the registry asks."""
         wanted = [platform_to_pb(p) for p in platforms or []]
         store = imagestore_pb2.ImageStore(name=reference, platforms=wanted)
         if unpack:
@@ -231,7 +238,7 @@ class Client:
         platforms: list[Platform] | None = None,
         plain_http: bool = False,
         hosts_dir: str = "",
-        credentials: tuple[str, str] | None = None,
+        credentials: Credentials | None = None,
         progress: ProgressFn | None = None,
     ) -> None:
         """Push the local image ``image`` (default: ``reference``) to ``reference``."""
@@ -257,23 +264,29 @@ class Client:
 
     @contextlib.asynccontextmanager
     async def _auth(
-        self, remote: registry_pb2.OCIRegistry, credentials: tuple[str, str] | None
+        self, remote: registry_pb2.OCIRegistry, credentials: Credentials | None
     ) -> AsyncIterator[registry_pb2.OCIRegistry]:
         """With credentials: an auth stream that answers the daemon's ``AuthRequest`` messages."""
         if credentials is None:
             yield remote
             return
+        lookup = credentials if callable(credentials) else (lambda _host: credentials)
         async with self.stream() as (name, stream):
 
             async def answer() -> None:
                 while (message := await stream.recv()) is not None:
                     if name_of(message) != registry_pb2.AuthRequest.DESCRIPTOR.full_name:
                         continue
-                    await stream.send(
-                        registry_pb2.AuthResponse(
-                            authType=registry_pb2.CREDENTIALS, username=credentials[0], secret=credentials[1]
-                        )
-                    )
+                    host = registry_pb2.AuthRequest.FromString(message.value).host
+                    found = lookup(host)
+                    if inspect.isawaitable(found):
+                        found = await found
+                    if found is None:
+                        await stream.send(registry_pb2.AuthResponse(authType=registry_pb2.NONE))
+                    else:
+                        user, secret = found
+                        kind = registry_pb2.REFRESH if not user and secret else registry_pb2.CREDENTIALS
+                        await stream.send(registry_pb2.AuthResponse(authType=kind, username=user, secret=secret))
 
             responder = spawn(answer())
             remote.resolver.auth_stream = name
