@@ -30,30 +30,30 @@ Publish = Callable[[str, str, Message], object]
 
 # Any values are stored as serialized google.protobuf.Any (the OCI spec is kilobytes of JSON:
 # no re-encoding); extensions as a serialized Struct-free map: key -> serialized Any.
-def _pack(value: AnyValue | None) -> bytes | None:
+def pack_any(value: AnyValue | None) -> bytes | None:
     if value is None:
         return None
     return any_pb2.Any(type_url=value.type_url, value=value.value).SerializeToString()
 
 
-def _unpack(blob: bytes | None) -> AnyValue | None:
+def unpack_any(blob: bytes | None) -> AnyValue | None:
     if blob is None:
         return None
     msg = any_pb2.Any.FromString(blob)
     return AnyValue(msg.type_url, msg.value)
 
 
-def _pack_extensions(extensions: dict[str, AnyValue]) -> bytes:
-    packed = {k: base64.b64encode(_pack(v) or b"").decode() for k, v in extensions.items()}
+def pack_extensions(extensions: dict[str, AnyValue]) -> bytes:
+    packed = {k: base64.b64encode(pack_any(v) or b"").decode() for k, v in extensions.items()}
     return json.dumps(packed, sort_keys=True).encode()
 
 
-def _unpack_extensions(blob: bytes | None) -> dict[str, AnyValue]:
+def unpack_extensions(blob: bytes | None) -> dict[str, AnyValue]:
     if not blob:
         return {}
     out: dict[str, AnyValue] = {}
     for key, text in json.loads(blob).items():
-        value = _unpack(base64.b64decode(text))
+        value = unpack_any(base64.b64decode(text))
         if value is not None:
             out[key] = value
     return out
@@ -118,14 +118,14 @@ class ContainerStore:
             return None
         return Container(
             id=cid,
-            runtime=Runtime(row[1], _unpack(row[2])),
-            spec=_unpack(row[3]),
+            runtime=Runtime(row[1], unpack_any(row[2])),
+            spec=unpack_any(row[3]),
             image=row[0],
             snapshotter=row[4],
             snapshot_key=row[5],
             sandbox=row[6],
             labels=labels.get(tx, ns, KIND, cid),
-            extensions=_unpack_extensions(row[7]),
+            extensions=unpack_extensions(row[7]),
             created_at=row[8],
             updated_at=row[9],
         )
@@ -140,12 +140,12 @@ class ContainerStore:
                 c.id,
                 c.image,
                 c.runtime.name,
-                _pack(c.runtime.options),
-                _pack(c.spec),
+                pack_any(c.runtime.options),
+                pack_any(c.spec),
                 c.snapshotter,
                 c.snapshot_key,
                 c.sandbox,
-                _pack_extensions(c.extensions),
+                pack_extensions(c.extensions),
                 c.created_at,
                 c.updated_at,
             ),

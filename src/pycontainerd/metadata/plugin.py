@@ -17,6 +17,7 @@ from pycontainerd.metadata.db import DB
 from pycontainerd.metadata.images import ImageStore
 from pycontainerd.metadata.leases import LeaseStore
 from pycontainerd.metadata.namespaces import Namespace, NamespaceStore
+from pycontainerd.metadata.sandboxes import SandboxStore
 from pycontainerd.metadata.snapshots import NamespacedSnapshotter
 from pycontainerd.plugin import types
 from pycontainerd.plugin.registration import InitContext, Registration
@@ -52,6 +53,7 @@ class Metadata:
     config: MetadataConfig
     images: ImageStore
     containers: ContainerStore
+    sandboxes: SandboxStore
     content: ContentStore | None = None
     snapshotters: dict[str, NamespacedSnapshotter] = field(default_factory=dict)
     dirty_listeners: list[Callable[[], None]] = field(default_factory=list)
@@ -91,10 +93,12 @@ def _init(ctx: InitContext) -> Metadata:
         config=config,
         images=ImageStore(db),
         containers=ContainerStore(db),
+        sandboxes=SandboxStore(db),
     )
     metadata.leases = LeaseStore(db, on_dirty=metadata.mark_dirty)
     metadata.images = ImageStore(db, publish=exchange.publish, on_dirty=metadata.mark_dirty)
     metadata.containers = ContainerStore(db, publish=exchange.publish, on_dirty=metadata.mark_dirty)
+    metadata.sandboxes = SandboxStore(db, on_dirty=metadata.mark_dirty)
     try:
         backend: Backend = ctx.plugins.first(types.CONTENT)
     except NotFound:
