@@ -24,6 +24,7 @@ from pycontainerd.config import loader, render
 from pycontainerd.config.model import Config, ConfigError
 from pycontainerd.errdefs import ContainerdError
 from pycontainerd.plugin.builtins import PluginLoadError, all_registrations, load_plugin_dir
+from pycontainerd.plugin.proxy import proxy_registrations
 from pycontainerd.server import logging as daemon_logging
 from pycontainerd.server.daemon import Daemon, StartupError, decode_plugin_configs
 
@@ -156,7 +157,8 @@ def registrations_for(config: Config) -> list[Registration]:
     regs = all_registrations()
     if config.plugin_dir:
         regs += load_plugin_dir(Path(config.plugin_dir))
-    return regs
+    # Proxies first: the metadata plugin wraps every snapshotter registered before it.
+    return proxy_registrations(config.proxy_plugins) + regs
 
 
 async def _run(loaded: loader.Loaded) -> int:

@@ -69,6 +69,19 @@ class CgroupConfig:
 
 
 @dataclass(slots=True)
+class ProxyPlugin:
+    """``[proxy_plugins.<name>]``: a plugin served by another process over gRPC."""
+
+    type: str = ""
+    """``snapshot`` or ``content`` (what the other process serves)."""
+    address: str = ""
+    """Its unix socket."""
+    platform: str = ""
+    capabilities: list[str] = field(default_factory=list)
+    exports: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
 class Config:
     """The whole configuration.
 
@@ -93,6 +106,7 @@ class Config:
     cgroup: CgroupConfig = field(default_factory=CgroupConfig)
     timeouts: dict[str, str] = field(default_factory=dict)
     plugins: dict[str, dict[str, Any]] = field(default_factory=dict)
+    proxy_plugins: dict[str, ProxyPlugin] = field(default_factory=dict)
 
     @property
     def ttrpc_address(self) -> str:
@@ -102,4 +116,4 @@ class Config:
 
 # Keys containerd accepts that pycontainerd reads but does not act on yet; they are accepted
 # quietly (a warning would make every real containerd config noisy).
-ACCEPTED_TOP_LEVEL = frozenset({"stream_processors", "proxy_plugins"})
+ACCEPTED_TOP_LEVEL = frozenset({"stream_processors"})
