@@ -526,3 +526,61 @@ def test_hosts_toml_mirror_and_server(registry: Registry, image: Image, tmp_path
                 assert mirror.requests("HEAD", f"/manifests/{image.manifest.digest}")
 
     asyncio.run(run())
+
+
+def test_chunked_push_resumes_from_the_session_state(registry: Registry, image: Image) -> None:
+    """A chunk that keeps failing: the client asks the session where it stands and goes on from there."""
+    chunk = 256 * 1024
+    big = image.big
+
+    def busy() -> web.Response:
+        return web.Response(status=503)
+
+    async def run() -> None:
+        async with FaultProxy(registry.host) as proxy, client() as c:
+            second_chunk = answer_n_times(
+                lambda s: s.method == "PATCH" and s.headers.get("Content-Range", "").startswith(f"{chunk}-"), 4, busy
+            )
+            proxy.hooks.append(second_chunk)
+            result = await c.pusher(f"{proxy.host}/chunk-resume/app:v1").push_blob(
+                big, image.blobs[big.digest], chunk_size=chunk
+            )
+            assert result.status == "uploaded"
+            status_checks = proxy.requests("GET", "/blobs/uploads/")
+            assert len(status_checks) == 1 and status_checks[0].answered == 204
+            ranges = [p.headers["Content-Range"] for p in proxy.requests("PATCH") if p.answered == 202]
+            assert ranges == [f"{s}-{min(s + chunk, big.size) - 1}" for s in range(0, big.size, chunk)]
+        async with client() as c:
+            assert await c.fetcher(f"{registry.host}/chunk-resume/app:v1").read(big) == image.blobs[big.digest]
+
+    asyncio.run(run())
+
+
+def test_redirects_do_not_carry_credentials(registry: Registry, image: Image) -> None:
+    """A blob served from elsewhere (a CDN): followed, and the registry's token stays home."""
+
+    async def run() -> None:
+        async with client() as c:
+            await push_image(c, f"{registry.host}/redirect/app:v1", image)
+        tokens = TokenServer()
+        async with (
+            FaultProxy(registry.host) as cdn,
+            FaultProxy(registry.host, hooks=[tokens.hook], strip_authorization=True) as proxy,
+        ):
+            tokens.proxy_host = proxy.host
+
+            async def to_cdn(request: web.Request, seen: Seen) -> web.StreamResponse | None:
+                if seen.method == "GET" and "/blobs/" in seen.path and seen.headers.get("Authorization"):
+                    return web.Response(status=307, headers={"Location": f"http://{cdn.host}{request.path_qs}"})
+                return None
+
+            proxy.hooks.append(to_cdn)
+            creds = static_credentials({proxy.host: Credentials("bob", "hunter2")})
+            async with client(credentials=creds) as c:
+                fetcher = c.fetcher(f"{proxy.host}/redirect/app:v1")
+                assert await fetcher.read(image.big) == image.blobs[image.big.digest]
+            (served,) = blob_gets(cdn, image.big)
+            assert "Authorization" not in served.headers
+            assert [s.answered for s in blob_gets(proxy, image.big)] == [401, 307]
+
+    asyncio.run(run())

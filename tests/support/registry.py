@@ -195,9 +195,7 @@ class FaultProxy:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
-        server = site._server
-        assert server is not None
-        port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        port = self._runner.addresses[0][1]
         self.host = f"127.0.0.1:{port}"
         self._session = ClientSession(
             auto_decompress=False, connector=TCPConnector(force_close=True), timeout=ClientTimeout(total=60)

@@ -169,10 +169,12 @@ def parse_docker_config(text: str) -> DockerConfig:
         raise InvalidArgument(f"docker config is not JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise InvalidArgument("docker config is not a JSON object")
-    auths = data.get("auths") or {}
+    auths = data.get("auths")
+    auths = {} if auths is None else auths
     if not isinstance(auths, dict):
         raise InvalidArgument("docker config: 'auths' is not an object")
-    helpers = data.get("credHelpers") or {}
+    helpers = data.get("credHelpers")
+    helpers = {} if helpers is None else helpers
     if not isinstance(helpers, dict):
         raise InvalidArgument("docker config: 'credHelpers' is not an object")
     return DockerConfig(

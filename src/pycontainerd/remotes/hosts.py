@@ -91,7 +91,7 @@ class RegistryHost:
     path: str = "/v2"
     capabilities: Capability = field(default_factory=Capability.all)
     tls: TLSSettings = field(default_factory=TLSSettings)
-    headers: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    headers: dict[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
     http_fallback: bool = False
     dial_timeout: float | None = None
 
@@ -199,7 +199,9 @@ def _parse_entry(server: str, base: Path, cfg: dict[str, Any]) -> _HostEntry:
         entry.scheme, entry.host = url.scheme, url.netloc
         path = url.path
         if path:
-            path = posixpath.normpath(path)
+            # Go's path.Clean; a bare "/" then gives "/v2" (containerd would make it "//v2").
+            path = "/" + posixpath.normpath(path).lstrip("/")
+            path = path.rstrip("/")
             if not path.endswith("/v2") and not override:
                 path += "/v2"
         elif not override:
