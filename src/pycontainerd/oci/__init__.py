@@ -1,0 +1,1 @@
+"""OCI runtime specs: the defaults containerd gives a container, and helpers to change them."""

@@ -1,0 +1,1 @@
+"""Sandboxes: the controllers that run pod-like groups of containers."""

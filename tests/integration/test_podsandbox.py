@@ -1,0 +1,125 @@
+"""The podsandbox controller: a pause container whose network, IPC and UTS namespaces two
+containers (run by the real ctr) join; Status, Wait, Metrics, Stop and Shutdown; a sandbox that
+survives kill -9 of the daemon. Runs with each shim."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+
+import grpc
+import pytest
+
+from pycontainerd.api.containerd.services.sandbox.v1 import sandbox_pb2 as pb
+from pycontainerd.api.containerd.services.sandbox.v1 import sandbox_pb2_grpc as pb_grpc
+from pycontainerd.api.containerd.types import sandbox_pb2 as types_pb
+from pycontainerd.tools.busybox import ImageInfo, build_image
+from tests.support.daemon import DaemonProcess, running_daemon
+
+pytestmark = [pytest.mark.integration, pytest.mark.root]
+
+NS = "pods"
+MD = (("containerd-namespace", NS),)
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory: pytest.TempPathFactory) -> ImageInfo:
+    return build_image(tmp_path_factory.mktemp("img") / "busybox.tar")
+
+
+@pytest.fixture(params=["go-shim", "py-shim"])
+def daemon(request: pytest.FixtureRequest, image: ImageInfo) -> Iterator[DaemonProcess]:
+    with running_daemon(go_shim=request.param == "go-shim") as d:
+        d.ctr("images", "import", str(image.path), namespace=NS)
+        yield d
+
+
+def stubs(d: DaemonProcess) -> tuple[pb_grpc.StoreStub, pb_grpc.ControllerStub]:
+    channel = grpc.insecure_channel(f"unix:{d.address}")
+    return pb_grpc.StoreStub(channel), pb_grpc.ControllerStub(channel)
+
+
+def start_sandbox(d: DaemonProcess, sid: str) -> int:
+    store, controller = stubs(d)
+    record = types_pb.Sandbox(
+        sandbox_id=sid, runtime=types_pb.Sandbox.Runtime(name="io.containerd.runc.v2"), sandboxer="podsandbox"
+    )
+    store.Create(pb.StoreCreateRequest(sandbox=record), metadata=MD)
+    controller.Create(
+        pb.ControllerCreateRequest(sandbox_id=sid, annotations={"io.kubernetes.cri.hostname": "podhost"}), metadata=MD
+    )
+    return controller.Start(pb.ControllerStartRequest(sandbox_id=sid), metadata=MD).pid
+
+
+def ns_ids(pid: int) -> dict[str, int]:
+    return {kind: os.stat(f"/proc/{pid}/ns/{kind}").st_ino for kind in ("net", "ipc", "uts", "mnt", "pid")}
+
+
+def test_two_containers_share_the_sandbox(daemon: DaemonProcess, image: ImageInfo) -> None:
+    _, controller = stubs(daemon)
+    pause = start_sandbox(daemon, "pod1")
+    status = controller.Status(pb.ControllerStatusRequest(sandbox_id="pod1"), metadata=MD)
+    assert status.state == "SANDBOX_READY" and status.pid == pause
+    joins = []
+    for kind, ns in (("network", "net"), ("ipc", "ipc"), ("uts", "uts")):
+        joins += ["--with-ns", f"{kind}:/proc/{pause}/ns/{ns}"]
+    pids = []
+    for name in ("app1", "app2"):
+        daemon.ctr("run", "-d", *joins, image.ref, name, "sleep", "300", namespace=NS)
+        line = next(x for x in daemon.ctr("tasks", "ls", namespace=NS).stdout.splitlines() if x.startswith(name))
+        pids.append(int(line.split()[1]))
+    sandbox_ns = ns_ids(pause)
+    host_ns = ns_ids(os.getpid())
+    for pid in pids:
+        mine = ns_ids(pid)
+        for kind in ("net", "ipc", "uts"):
+            assert mine[kind] == sandbox_ns[kind] != host_ns[kind], f"{kind} shared with the sandbox"
+        assert mine["mnt"] != sandbox_ns["mnt"], "each container keeps its own mounts"
+    out = daemon.ctr("tasks", "exec", "--exec-id", "h", "app1", "hostname", namespace=NS)
+    assert out.stdout.strip() == "podhost"
+
+    metrics = controller.Metrics(pb.ControllerMetricsRequest(sandbox_id="pod1"), metadata=MD).metrics
+    assert metrics.id == "pod1" and metrics.data.type_url.startswith("io.containerd.cgroups")
+
+    for name in ("app1", "app2"):
+        daemon.ctr("tasks", "kill", "-s", "KILL", name, namespace=NS)
+        daemon.ctr("tasks", "rm", "-f", name, namespace=NS, check=False)
+        daemon.ctr("containers", "rm", name, namespace=NS, check=False)
+    controller.Stop(pb.ControllerStopRequest(sandbox_id="pod1", timeout_secs=5), metadata=MD)
+    ended = controller.Wait(pb.ControllerWaitRequest(sandbox_id="pod1"), metadata=MD)
+    assert ended.exited_at.seconds > 0
+    assert controller.Status(pb.ControllerStatusRequest(sandbox_id="pod1"), metadata=MD).state == "SANDBOX_NOTREADY"
+    controller.Shutdown(pb.ControllerShutdownRequest(sandbox_id="pod1"), metadata=MD)
+    assert not os.path.exists(f"/proc/{pause}"), "the pause process is gone"
+    assert "pod1" not in daemon.ctr("containers", "ls", "-q", namespace=NS).stdout
+    with open("/proc/self/mountinfo") as mountinfo:
+        assert str(daemon.root) not in mountinfo.read(), "nothing left mounted"
+
+
+def test_sandbox_survives_daemon_kill(daemon: DaemonProcess) -> None:
+    pause = start_sandbox(daemon, "pod2")
+    daemon.kill()
+    daemon.start()
+    _, controller = stubs(daemon)
+    deadline = time.monotonic() + 10
+    while True:
+        status = controller.Status(pb.ControllerStatusRequest(sandbox_id="pod2"), metadata=MD)
+        if status.state == "SANDBOX_READY" or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert status.state == "SANDBOX_READY" and status.pid == pause
+    controller.Shutdown(pb.ControllerShutdownRequest(sandbox_id="pod2"), metadata=MD)
+    assert not os.path.exists(f"/proc/{pause}")
+
+
+def test_unknown_controller_and_sandbox(daemon: DaemonProcess) -> None:
+    _, controller = stubs(daemon)
+    with pytest.raises(grpc.RpcError) as err:
+        controller.Status(pb.ControllerStatusRequest(sandbox_id="nope"), metadata=MD)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.RpcError) as err:
+        controller.Platform(pb.ControllerPlatformRequest(sandbox_id="x", sandboxer="warp"), metadata=MD)
+    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    platform = controller.Platform(pb.ControllerPlatformRequest(sandbox_id="x"), metadata=MD).platform
+    assert platform.os == "linux"
