@@ -51,4 +51,10 @@ fi
 for cmd in pycontainerd pyctr containerd-shim-pyrunc-v2; do
   ln -sf "$PWD/.venv/bin/$cmd" "/usr/local/bin/$cmd"
 done
+# The sandboxes' pause program: a tiny static binary, built here rather than downloaded.
+pause=/usr/local/libexec/pycontainerd/pause
+if [[ ! -x $pause || src/pycontainerd/sandbox/pause.c -nt $pause ]]; then
+  mkdir -p "$(dirname "$pause")"
+  cc -static -Os -s -o "$pause.tmp" src/pycontainerd/sandbox/pause.c && mv "$pause.tmp" "$pause"
+fi
 echo "==> installed: $(.venv/bin/pycontainerd --version)"

@@ -123,3 +123,28 @@ def test_unknown_controller_and_sandbox(daemon: DaemonProcess) -> None:
     assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
     platform = controller.Platform(pb.ControllerPlatformRequest(sandbox_id="x"), metadata=MD).platform
     assert platform.os == "linux"
+
+
+def test_pyctr_sandboxes(daemon: DaemonProcess) -> None:
+    import subprocess
+    import sys
+
+    def pyctr(*args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "pycontainerd.cli.main", "-a", str(daemon.address), "-n", NS, "sandboxes", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    pid = int(pyctr("run", "--hostname", "h1", "--label", "app=web", "sb1").strip())
+    assert os.path.exists(f"/proc/{pid}")
+    listing = pyctr("ls")
+    assert "sb1" in listing and "SANDBOX_READY" in listing and str(pid) in listing
+    assert '"app": "web"' in pyctr("inspect", "sb1")
+    pyctr("rm", "--timeout", "2", "sb1")
+    assert not os.path.exists(f"/proc/{pid}")
+    assert "sb1" not in pyctr("ls")

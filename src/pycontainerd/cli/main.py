@@ -15,7 +15,7 @@ from google.protobuf import empty_pb2
 from pycontainerd import version
 from pycontainerd.api.containerd.services.namespaces.v1 import namespace_pb2, namespace_pb2_grpc
 from pycontainerd.api.containerd.services.version.v1 import version_pb2_grpc
-from pycontainerd.cli import gc, images
+from pycontainerd.cli import gc, images, sandboxes
 from pycontainerd.cli._client import TIMEOUT, channel, metadata
 from pycontainerd.config.model import DEFAULT_ADDRESS
 from pycontainerd.namespaces import default_namespace
@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     ns.set_defaults(run=_namespaces)
     gc.add_parser(sub)
     images.add_parser(sub)
+    sandboxes.add_parser(sub)
     return parser
 
 
