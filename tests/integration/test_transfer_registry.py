@@ -56,6 +56,18 @@ def daemon(tmp_path: Path) -> Iterator[DaemonProcess]:
         yield d
 
 
+def pyctr(d: DaemonProcess, ns: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``pyctr -a SOCK -n NS ARGS`` (not checked: callers assert on the result)."""
+    return subprocess.run(
+        [sys.executable, "-m", "pycontainerd.cli.main", "-a", str(d.address), "-n", ns, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=env,
+    )
+
+
 def transfer(d: DaemonProcess, ns: str, work: object) -> list[progress_pb2.Progress]:
     events: list[progress_pb2.Progress] = []
 
@@ -111,26 +123,7 @@ def test_push_then_pull_and_run(daemon: DaemonProcess, registry: Registry, image
 
 def test_cross_repository_push_mounts(daemon: DaemonProcess, registry: Registry, image: ImageInfo) -> None:
     daemon.ctr("images", "import", "--no-unpack", str(image.path), namespace="src")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pycontainerd.cli.main",
-            "-a",
-            str(daemon.address),
-            "-n",
-            "src",
-            "images",
-            "push",
-            "--plain-http",
-            f"{registry.host}/one/busybox:1",
-            LOCAL,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = pyctr(daemon, "src", "images", "push", "--plain-http", f"{registry.host}/one/busybox:1", LOCAL)
     assert result.returncode == 0 and "pushed" in result.stdout, result.stderr
     pull(daemon, "mnt", f"{registry.host}/one/busybox:1")  # labels record where the blobs live
     events = push(daemon, "mnt", f"{registry.host}/two/busybox:1", f"{registry.host}/one/busybox:1")
@@ -183,27 +176,7 @@ def test_credentials_travel_over_the_auth_stream(daemon: DaemonProcess, image: I
             transfer(daemon, "bad", lambda c, p: c.pull(remote, plain_http=True, credentials=("alice", "wrong")))
         assert wrong.value.code() == grpc.StatusCode.PERMISSION_DENIED, wrong.value.details()
         assert "authoriz" in (wrong.value.details() or "").lower(), wrong.value.details()
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pycontainerd.cli.main",
-                "-a",
-                str(daemon.address),
-                "-n",
-                "authed",
-                "images",
-                "pull",
-                "--plain-http",
-                "--user",
-                "alice:s3cret",
-                remote,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        result = pyctr(daemon, "authed", "images", "pull", "--plain-http", "--user", "alice:s3cret", remote)
         assert result.returncode == 0, result.stderr
         assert f"{remote}: pulled" in result.stdout
         assert daemon.ctr("images", "ls", "-q", namespace="authed").stdout.split() == [remote]
@@ -212,24 +185,13 @@ def test_credentials_travel_over_the_auth_stream(daemon: DaemonProcess, image: I
         docker_config.mkdir()
         token = base64.b64encode(b"alice:s3cret").decode()
         (docker_config / "config.json").write_text(json.dumps({"auths": {secured.host: {"auth": token}}}))
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pycontainerd.cli.main",
-                "-a",
-                str(daemon.address),
-                "-n",
-                "dockerlogin",
-                "images",
-                "pull",
-                "--plain-http",
-                remote,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
+        result = pyctr(
+            daemon,
+            "dockerlogin",
+            "images",
+            "pull",
+            "--plain-http",
+            remote,
             env={**os.environ, "DOCKER_CONFIG": str(docker_config)},
         )
         assert result.returncode == 0, result.stderr
@@ -503,26 +465,7 @@ def test_mirror_registry_to_registry(daemon: DaemonProcess, registry: Registry, 
     source = _prepared(daemon, registry, image, "mirror-src/busybox")
     with running_registry() as other:
         destination = f"{other.host}/copied/busybox:1"
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pycontainerd.cli.main",
-                "-a",
-                str(daemon.address),
-                "-n",
-                "mirror",
-                "images",
-                "mirror",
-                "--plain-http",
-                source,
-                destination,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        result = pyctr(daemon, "mirror", "images", "mirror", "--plain-http", source, destination)
         assert result.returncode == 0, result.stderr
         assert daemon.ctr("images", "ls", "-q", namespace="mirror").stdout.strip() == "", "no image record"
         pull(daemon, "frommirror", destination)

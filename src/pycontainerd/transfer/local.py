@@ -21,7 +21,7 @@ from pycontainerd.core.images import Descriptor, Image
 from pycontainerd.errdefs import AlreadyExists, FailedPrecondition, NotFound, Unimplemented
 from pycontainerd.images.manifest import INDEXES, MANIFESTS, manifests
 from pycontainerd.images.platforms import Platform, matches
-from pycontainerd.images.unpack import unpack
+from pycontainerd.images.unpack import LayerOpener, unpack
 from pycontainerd.namespaces import RequestContext
 from pycontainerd.remotes.limits import Limits
 from pycontainerd.transfer.archive import IMAGE_NAME_ANNOTATION, REF_NAME_ANNOTATION, export_archive, import_archive
@@ -36,7 +36,9 @@ from pycontainerd.transfer.objects import (
     Reference,
     Registry,
     SnapshotTarget,
+    Unpack,
     WriteStream,
+    ref_key,
 )
 
 if TYPE_CHECKING:
@@ -393,29 +395,34 @@ class LocalTransfer:
     # -- unpacking -----------------------------------------------------------------------
 
     async def unpack(
-        self, ctx: RequestContext, desc: Descriptor, target: ImageStoreTarget, progress: ProgressFn
+        self,
+        ctx: RequestContext,
+        desc: Descriptor,
+        wanted: Unpack,
+        progress: ProgressFn,
+        open_layer: LayerOpener | None = None,
     ) -> None:
-        """Unpack ``desc`` for each of the store's unpack platforms into its snapshotter."""
-        for wanted in target.unpacks:
-            name = wanted.snapshotter or self.config.default_snapshotter
-            snapshotter = self._metadata.snapshotters.get(name)
-            if snapshotter is None:
-                raise NotFound(f"snapshotter {name!r} not loaded")
+        """Unpack the manifest of ``desc`` for ``wanted.platform`` into its snapshotter (layers
+        read from the content store unless ``open_layer`` is given)."""
+        name = wanted.snapshotter or self.config.default_snapshotter
+        snapshotter = self._metadata.snapshotters.get(name)
+        if snapshotter is None:
+            raise NotFound(f"snapshotter {name!r} not loaded")
 
-            def read(digest: str) -> bytes:
-                return self._content.read_at(ctx, digest, 0, -1)
+        def read(digest: str) -> bytes:
+            return self._content.read_at(ctx, digest, 0, -1)
 
-            try:
-                found = manifests(read, desc, wanted.platform)
-            except NotFound:
-                log.info("no manifest for %s in %s: nothing to unpack", wanted.platform, desc.digest)
-                continue
+        try:
+            found = manifests(read, desc, wanted.platform)
+        except NotFound:
+            log.info("no manifest for %s in %s: nothing to unpack", wanted.platform, desc.digest)
+            return
 
-            def on_layer(layer: Descriptor, event: str) -> None:
-                if event != "exists":
-                    progress(Progress(event, _ref_key(layer), (), layer.size, layer.size, layer))
+        def on_layer(layer: Descriptor, event: str) -> None:
+            if event != "exists":
+                progress(Progress(event, ref_key(layer), (), layer.size, layer.size, layer))
 
-            await unpack(ctx, self._content, snapshotter, found[0], on_layer)
+        await unpack(ctx, self._content, snapshotter, found[0], on_layer, open_layer)
 
     # -- the transfers -------------------------------------------------------------------
 
@@ -437,7 +444,8 @@ class LocalTransfer:
                 return not target.platforms or any(matches(p, child.get("platform")) for p in target.platforms)
 
             self.label_children(leased, imported.index, keep)
-            await self.unpack(leased, imported.index, target, progress)
+            for wanted in target.unpacks:
+                await self.unpack(leased, imported.index, wanted, progress)
             descriptors = [imported.index]
             for m in imported.document.get("manifests") or []:
                 if not keep(m):
@@ -499,18 +507,6 @@ def _platform_filter(platforms: tuple[Platform, ...]) -> Callable[[dict[str, Any
         return any(matches(p, child.get("platform")) for p in platforms)
 
     return keep
-
-
-def _ref_key(desc: Descriptor) -> str:
-    """containerd's ref key for a descriptor in progress reports (``layer-sha256:...``)."""
-    kind = "layer"
-    if desc.media_type in MANIFESTS:
-        kind = "manifest"
-    elif desc.media_type in INDEXES:
-        kind = "index"
-    elif "config" in desc.media_type:
-        kind = "config"
-    return f"{kind}-{desc.digest}"
 
 
 __all__ = ["LocalTransfer", "LoopBridge", "Reference", "TransferConfig"]

@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from pycontainerd.images.manifest import INDEXES, MANIFESTS
+
 if TYPE_CHECKING:
     from pycontainerd.core.images import Descriptor
     from pycontainerd.images.platforms import Platform
@@ -115,3 +117,18 @@ class SnapshotTarget:
     snapshotter: str = ""
     parent: str = ""
     labels: dict[str, str] = field(default_factory=dict)
+
+
+def ref_key(desc: Descriptor) -> str:
+    """containerd's name for a blob in progress reports and ingest refs."""
+    if desc.media_type in MANIFESTS:
+        kind = "manifest"
+    elif desc.media_type in INDEXES:
+        kind = "index"
+    elif "config" in desc.media_type:
+        kind = "config"
+    elif "layer" in desc.media_type or "rootfs" in desc.media_type:
+        kind = "layer"
+    else:
+        kind = "unknown"
+    return f"{kind}-{desc.digest}"

@@ -23,12 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 from pycontainerd.core.images import Descriptor
 from pycontainerd.errdefs import AlreadyExists, InvalidArgument, NotFound, Unavailable, Unknown
-from pycontainerd.images.manifest import DOCKER_SCHEMA1, INDEXES, MANIFESTS, manifests
+from pycontainerd.images.manifest import DOCKER_SCHEMA1, MANIFESTS
 from pycontainerd.images.platforms import matches
-from pycontainerd.images.unpack import unpack
 from pycontainerd.remotes.pusher import distribution_source_key
 from pycontainerd.transfer.follow import Download, FollowReader
-from pycontainerd.transfer.objects import Progress
+from pycontainerd.transfer.objects import Progress, ref_key
 from pycontainerd.transfer.referrers import fetch_referrers
 
 if TYPE_CHECKING:
@@ -44,21 +43,6 @@ log = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL = 0.2
 REFERRER_LABEL = "containerd.io/gc.ref.content.referrer.sha256."
-
-
-def ref_key(desc: Descriptor) -> str:
-    """containerd's name for a blob in progress reports and ingest refs."""
-    if desc.media_type in MANIFESTS:
-        kind = "manifest"
-    elif desc.media_type in INDEXES:
-        kind = "index"
-    elif "config" in desc.media_type:
-        kind = "config"
-    elif "layer" in desc.media_type or "rootfs" in desc.media_type:
-        kind = "layer"
-    else:
-        kind = "unknown"
-    return f"{kind}-{desc.digest}"
 
 
 class _CountingWriter:
@@ -216,7 +200,7 @@ async def fetch_image(
         if engine.config.fetch_referrers:
             subjects = [root] + [f["manifest"] for f in found_manifests if f["manifest"].digest != root.digest]
             await _fetch_referrers(puller, session, subjects)
-        unpacks = [_unpack_one(puller, root, target, u) for u in target.unpacks]
+        unpacks = [engine.unpack(ctx, root, u, progress, puller.open_layer) for u in target.unpacks]
         await asyncio.gather(*puller.tasks.values(), *unpacks)
     except BaseException:
         for task in puller.tasks.values():
@@ -266,29 +250,6 @@ def _descriptor(raw: dict[str, Any]) -> Descriptor:
         return Descriptor(raw.get("mediaType", ""), raw["digest"], int(raw["size"]), dict(raw.get("annotations") or {}))
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidArgument(f"invalid descriptor {raw!r}") from exc
-
-
-async def _unpack_one(puller: Puller, root: Descriptor, target: ImageStoreTarget, wanted: Any) -> None:
-    engine = puller.engine
-    snapshotter_name = wanted.snapshotter or engine.config.default_snapshotter
-    snapshotter = engine.snapshotters.get(snapshotter_name)
-    if snapshotter is None:
-        raise NotFound(f"snapshotter {snapshotter_name!r} not loaded")
-
-    def read(digest: str) -> bytes:
-        return puller.content.read_at(puller.ctx, digest, 0, -1)
-
-    try:
-        found = manifests(read, root, wanted.platform)
-    except NotFound:
-        log.info("no manifest for %s in %s: nothing to unpack", wanted.platform, root.digest)
-        return
-
-    def on_layer(layer: Descriptor, event: str) -> None:
-        if event != "exists":
-            puller.progress(Progress(event, ref_key(layer), (), layer.size, layer.size, layer))
-
-    await unpack(puller.ctx, puller.content, snapshotter, found[0], on_layer, puller.open_layer)
 
 
 async def _fetch_referrers(puller: Puller, session: RegistrySession, subjects: list[Descriptor]) -> None:

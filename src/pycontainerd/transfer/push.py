@@ -16,8 +16,7 @@ from pycontainerd.errdefs import InvalidArgument, NotFound
 from pycontainerd.images.manifest import INDEXES, MANIFESTS
 from pycontainerd.images.platforms import matches
 from pycontainerd.remotes.pusher import distribution_source_key
-from pycontainerd.transfer.objects import Progress
-from pycontainerd.transfer.pull import ref_key
+from pycontainerd.transfer.objects import Progress, ref_key
 
 if TYPE_CHECKING:
     from pycontainerd.images.platforms import Platform
