@@ -77,6 +77,16 @@ class OOMWatcher:
             self._kills = kills
             self._on_oom()
 
+    def check(self) -> None:
+        """Report an OOM kill not yet seen, without waiting for the eventfd: a process killed by
+        the OOM killer can be reaped (and its exit handled) before the event loop reads it."""
+        if self._efd < 0:
+            return
+        kills = self._oom_kills()
+        if kills is not None and (self._kills is None or kills > self._kills):
+            self._kills = kills
+            self._on_oom()
+
     def _oom_kills(self) -> int | None:
         """The cgroup's oom_kill counter, or None once the cgroup is gone."""
         try:

@@ -213,6 +213,8 @@ class TaskService:
                 if proc.pid == pid and proc.exited(status):
                     found = True
                     self._closed(c, exec_id)
+                    if not exec_id and c.oom is not None:
+                        c.oom.check()  # an OOM kill is reported before the exit it caused
                     if not exec_id:
                         # The init's exit ends the container: kill what is left of its execs.
                         for other in c.execs.values():
