@@ -148,3 +148,53 @@ def test_pyctr_sandboxes(daemon: DaemonProcess) -> None:
     pyctr("rm", "--timeout", "2", "sb1")
     assert not os.path.exists(f"/proc/{pid}")
     assert "sb1" not in pyctr("ls")
+
+
+def _ppid(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as fh:
+        return int(next(line for line in fh if line.startswith("PPid:")).split()[1])
+
+
+def test_shim_controller_one_shim_per_pod(image: ImageInfo) -> None:
+    """The ``shim`` sandboxer: the sandbox made through our shim's Sandbox API, and the pod's
+    containers (annotated with the sandbox ID) served by that same shim process."""
+    with running_daemon(go_shim=False) as d:
+        d.ctr("images", "import", str(image.path), namespace=NS)
+        store, controller = stubs(d)
+        record = types_pb.Sandbox(
+            sandbox_id="spod", runtime=types_pb.Sandbox.Runtime(name="io.containerd.pyrunc.v2"), sandboxer="shim"
+        )
+        store.Create(pb.StoreCreateRequest(sandbox=record), metadata=MD)
+        controller.Create(pb.ControllerCreateRequest(sandbox_id="spod", sandboxer="shim"), metadata=MD)
+        pause = controller.Start(pb.ControllerStartRequest(sandbox_id="spod", sandboxer="shim"), metadata=MD).pid
+        status = controller.Status(pb.ControllerStatusRequest(sandbox_id="spod", sandboxer="shim"), metadata=MD)
+        assert status.state == "SANDBOX_READY" and status.pid == pause and status.created_at.seconds > 0
+        shim = _ppid(pause)
+        joins = []
+        for kind, ns in (("network", "net"), ("ipc", "ipc"), ("uts", "uts")):
+            joins += ["--with-ns", f"{kind}:/proc/{pause}/ns/{ns}"]
+        for name in ("s1", "s2"):
+            d.ctr(
+                "run", "-d", "--runtime", "io.containerd.pyrunc.v2",
+                "--annotation", "io.kubernetes.cri.sandbox-id=spod",
+                *joins, image.ref, name, "sleep", "300", namespace=NS,
+            )  # fmt: skip
+            line = next(x for x in d.ctr("tasks", "ls", namespace=NS).stdout.splitlines() if x.startswith(name))
+            pid = int(line.split()[1])
+            assert _ppid(pid) == shim, "the pod's containers live in the sandbox's shim"
+            assert os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat(f"/proc/{pause}/ns/net").st_ino
+        metrics = controller.Metrics(pb.ControllerMetricsRequest(sandbox_id="spod", sandboxer="shim"), metadata=MD)
+        assert metrics.metrics.data.type_url.startswith("io.containerd.cgroups")
+        for name in ("s1", "s2"):
+            d.ctr("tasks", "kill", "-s", "KILL", name, namespace=NS)
+            d.ctr("tasks", "rm", "-f", name, namespace=NS, check=False)
+            d.ctr("containers", "rm", name, namespace=NS, check=False)
+        controller.Stop(pb.ControllerStopRequest(sandbox_id="spod", sandboxer="shim", timeout_secs=5), metadata=MD)
+        ended = controller.Wait(pb.ControllerWaitRequest(sandbox_id="spod", sandboxer="shim"), metadata=MD)
+        assert ended.exited_at.seconds > 0
+        controller.Shutdown(pb.ControllerShutdownRequest(sandbox_id="spod", sandboxer="shim"), metadata=MD)
+        deadline = time.monotonic() + 10
+        while os.path.exists(f"/proc/{shim}") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not os.path.exists(f"/proc/{shim}"), "the pod's shim exits with its last task"
+        assert "spod" not in d.ctr("containers", "ls", "-q", namespace=NS).stdout

@@ -74,8 +74,10 @@ class DaemonProcess:
 
     def start(self, *, wait: bool = True) -> DaemonProcess:
         """Start the daemon; with ``wait`` block until ``ctr version`` answers."""
+        # This checkout's shim first: /usr/local/bin may link another checkout's install.
+        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
         with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(self.command(), stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(self.command(), stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env)
         if wait:
             self.wait_ready()
         return self

@@ -65,6 +65,7 @@ def builtin_registrations() -> list[Registration]:
         containers.REGISTRATION,
         sandbox_store.REGISTRATION,
         sandbox_controller.PODSANDBOX_REGISTRATION,
+        sandbox_controller.SHIM_REGISTRATION,
         sandbox_controller.REGISTRATION,
         snapshots.REGISTRATION,
         diff.REGISTRATION,

@@ -22,6 +22,7 @@ from pycontainerd.errdefs import rpc_status
 from pycontainerd.events import wire
 from pycontainerd.namespaces import TTRPC_NAMESPACE_HEADER
 from pycontainerd.runc_shim.reaper import Reaper, become_subreaper
+from pycontainerd.runc_shim.sandbox import SANDBOX_SERVICE, SandboxService
 from pycontainerd.runc_shim.task import TaskService
 from pycontainerd.ttrpc.client import Client
 from pycontainerd.ttrpc.server import Server
@@ -94,6 +95,7 @@ async def serve(path: str, namespace: str, ttrpc_address: str, ready_fd: int) ->
     )
     server = Server(error_to_status=rpc_status, require_same_user=True)
     server.register(TASK_SERVICE, service.methods())
+    server.register(SANDBOX_SERVICE, SandboxService(service).methods())
     await server.start(path)
     os.write(ready_fd, f"ok {os.getpid()}".encode())
     os.close(ready_fd)

@@ -19,8 +19,8 @@ import sys
 
 # Pre-import everything a shim needs, so forked children start serving at once.
 from pycontainerd.runc_shim import server
+from pycontainerd.runc_shim.zygote_client import SOCKET
 
-SOCKET = "/run/pycontainerd/pyrunc-template.sock"
 IDLE_EXIT = 60.0
 READY_TIMEOUT = 10.0
 

@@ -12,8 +12,18 @@ import sys
 import time
 from typing import Any
 
-SOCKET = "/run/pycontainerd/pyrunc-template.sock"
-LOCK = "/run/pycontainerd/pyrunc-template.lock"
+
+def _install_tag() -> str:
+    """Which installation a template belongs to: a template forks the code it imported, so two
+    checkouts (or an upgrade) must never share one."""
+    import hashlib
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    return hashlib.sha256(f"{sys.executable}\0{here}".encode()).hexdigest()[:12]
+
+
+SOCKET = f"/run/pycontainerd/pyrunc-template-{_install_tag()}.sock"
+LOCK = f"/run/pycontainerd/pyrunc-template-{_install_tag()}.lock"
 SPAWN_TIMEOUT = 10.0
 REQUEST_TIMEOUT = 15.0
 

@@ -46,6 +46,8 @@ NOT_READY = "SANDBOX_NOTREADY"
 KIND_LABEL = "io.containerd.sandbox.kind"
 STOP_GRACE = 10.0
 NAMESPACES_SHARED = ("network", "ipc", "uts")
+POD_ANNOTATION = "io.kubernetes.cri.sandbox-id"
+"""Containers with this annotation share the sandbox's shim (when the shim groups by it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +108,7 @@ class PodSandboxController:
         if not pid_namespace:
             oci.without_namespace(spec, "pid")
         oci.with_hostname(spec, hostname or sandbox_id[:63])
+        spec["annotations"] = self.annotations(sandbox_id)
         runtime = record.runtime if record.runtime.name else Runtime(self._runtime)
         container = Container(
             id=sandbox_id,
@@ -119,20 +122,36 @@ class PodSandboxController:
         except AlreadyExists:
             raise AlreadyExists(f"sandbox {sandbox_id} already has its pause container") from None
 
+    def annotations(self, sandbox_id: str) -> dict[str, str]:
+        """Annotations of the pause container's spec."""
+        return {POD_ANNOTATION: sandbox_id}
+
     async def start(self, ctx: RequestContext, sandbox_id: str) -> tuple[int, int]:
         """Start the pause process; returns (pid, created_at in ns)."""
-        container = self._metadata.containers.get(ctx, sandbox_id)
-        rootfs = self._dir(ctx, sandbox_id) / "rootfs"
-        bind = mount_pb2.Mount(type="bind", source=str(rootfs), options=["rbind", "ro"])
-        await self._tasks.create(
-            ctx, container, rootfs=[bind], stdin="", stdout="", stderr="", terminal=False, options=None
-        )
+        await self._create_task(ctx, sandbox_id)
         reply = await self._tasks.call(
             ctx, sandbox_id, "Start", shim_pb2.StartRequest(id=sandbox_id), shim_pb2.StartResponse
         )
         created = time.time_ns()
         self._created[(ctx.namespace, sandbox_id)] = created
         return int(reply.pid), created  # type: ignore[attr-defined]
+
+    async def _create_task(self, ctx: RequestContext, sandbox_id: str, *, sandbox_api: bool = False) -> None:
+        """Start the shim of the pause container (through the shim's Sandbox API if asked)."""
+        container = self._metadata.containers.get(ctx, sandbox_id)
+        rootfs = self._dir(ctx, sandbox_id) / "rootfs"
+        bind = mount_pb2.Mount(type="bind", source=str(rootfs), options=["rbind", "ro"])
+        await self._tasks.create(
+            ctx,
+            container,
+            rootfs=[bind],
+            stdin="",
+            stdout="",
+            stderr="",
+            terminal=False,
+            options=None,
+            sandbox_api=sandbox_api,
+        )
 
     async def status(self, ctx: RequestContext, sandbox_id: str) -> Status:
         """Ready while the pause process runs."""

@@ -19,6 +19,9 @@ from pycontainerd.pbtime import timestamp
 from pycontainerd.plugin import types
 from pycontainerd.plugin.registration import InitContext, Registration
 from pycontainerd.sandbox.podsandbox import SANDBOXER, PodSandboxController
+from pycontainerd.sandbox.shim_controller import DEFAULT_RUNTIME as SHIM_RUNTIME
+from pycontainerd.sandbox.shim_controller import SANDBOXER as SHIM_SANDBOXER
+from pycontainerd.sandbox.shim_controller import ShimSandboxController
 from pycontainerd.services._context import request_context
 from pycontainerd.services.sandbox_store import sandbox_from_pb
 
@@ -133,6 +136,12 @@ def _init_podsandbox(ctx: InitContext) -> PodSandboxController:
     )
 
 
+def _init_shim(ctx: InitContext) -> ShimSandboxController:
+    return ShimSandboxController(
+        ctx.plugins.first(types.METADATA), ctx.plugins.first(types.RUNTIME_V2), ctx.root, SHIM_RUNTIME
+    )
+
+
 def _init(ctx: InitContext) -> SandboxControllerService:
     controllers = dict(ctx.plugins.get_all(types.SANDBOX_CONTROLLER))
     return SandboxControllerService(ctx.plugins.first(types.METADATA), controllers)
@@ -140,6 +149,9 @@ def _init(ctx: InitContext) -> SandboxControllerService:
 
 PODSANDBOX_REGISTRATION = Registration(
     type=types.SANDBOX_CONTROLLER, id=SANDBOXER, init=_init_podsandbox, requires=(types.METADATA, types.RUNTIME_V2)
+)
+SHIM_REGISTRATION = Registration(
+    type=types.SANDBOX_CONTROLLER, id=SHIM_SANDBOXER, init=_init_shim, requires=(types.METADATA, types.RUNTIME_V2)
 )
 REGISTRATION = Registration(
     type=types.GRPC,

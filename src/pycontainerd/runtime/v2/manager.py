@@ -16,12 +16,21 @@ from google.protobuf import empty_pb2
 from pycontainerd import pbtime
 from pycontainerd.aio import spawn
 from pycontainerd.api.containerd.events import task_pb2 as task_events
+from pycontainerd.api.containerd.runtime.sandbox.v1 import sandbox_pb2
 from pycontainerd.api.containerd.runtime.task.v2 import shim_pb2
 from pycontainerd.errdefs import AlreadyExists, FailedPrecondition, NotFound, Unavailable
 from pycontainerd.namespaces import RequestContext, namespace_required
 from pycontainerd.runtime.v2 import bundle as bundles
 from pycontainerd.runtime.v2.config import with_runc_root
-from pycontainerd.runtime.v2.shim import Bootstrap, ShimClient, ShimLog, binary_for, delete_shim, start_shim
+from pycontainerd.runtime.v2.shim import (
+    CALL_TIMEOUT,
+    Bootstrap,
+    ShimClient,
+    ShimLog,
+    binary_for,
+    delete_shim,
+    start_shim,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -37,6 +46,7 @@ log = logging.getLogger(__name__)
 DEAD_SHIM_EXIT_STATUS = 255
 SHUTDOWN_TIMEOUT = 10.0
 RESTORE_TIMEOUT = 5.0
+SANDBOX_SERVICE = "containerd.runtime.sandbox.v1.Sandbox"
 
 
 @dataclass(slots=True)
@@ -115,8 +125,10 @@ class TaskManager:
         terminal: bool,
         options: bytes | None,
         runtime_path: str = "",
+        sandbox_api: bool = False,
     ) -> ShimTask:
-        """Start a shim for ``container`` and create its task."""
+        """Start a shim for ``container`` and create its task (with ``sandbox_api``: create the
+        sandbox through the shim's Sandbox API instead, the container being the sandbox)."""
         ns = namespace_required(ctx)
         key = (ns, container.id)
         async with self._lock(key):
@@ -158,7 +170,18 @@ class TaskManager:
                 )
                 if options:
                     request.options.ParseFromString(options)
-                reply = await client.call("Create", request, shim_pb2.CreateTaskResponse)
+                if sandbox_api:
+                    sandbox_request = sandbox_pb2.CreateSandboxRequest(
+                        sandbox_id=container.id, bundle_path=str(bundle.path), rootfs=list(rootfs)
+                    )
+                    if options:
+                        sandbox_request.options.ParseFromString(options)
+                    await client.call(
+                        "CreateSandbox", sandbox_request, sandbox_pb2.CreateSandboxResponse, service=SANDBOX_SERVICE
+                    )
+                    reply = shim_pb2.CreateTaskResponse(pid=0)
+                else:
+                    reply = await client.call("Create", request, shim_pb2.CreateTaskResponse)
             except BaseException:
                 await self._abandon(bundle, binary, client, shim_log)
                 raise
@@ -194,6 +217,40 @@ class TaskManager:
         task = self.get(ctx, task_id)
         result: Message = await task.client.call(method, request, response_cls)
         return result
+
+    async def call_service(
+        self,
+        ctx: RequestContext,
+        task_id: str,
+        service: str,
+        method: str,
+        request: Message,
+        response_cls: type,
+        timeout: float = CALL_TIMEOUT,  # noqa: ASYNC109 - the timeout travels in the ttrpc request
+    ) -> Message:
+        """One call to another service of the task's shim (e.g. its Sandbox API)."""
+        task = self.get(ctx, task_id)
+        result: Message = await task.client.call(method, request, response_cls, timeout, service=service)
+        return result
+
+    async def release(self, ctx: RequestContext, task_id: str) -> None:
+        """Forget a task whose process the shim already removed (e.g. by ShutdownSandbox): ask the
+        shim to exit if it serves nothing else, close the connection, remove the bundle."""
+        ns = namespace_required(ctx)
+        key = (ns, task_id)
+        async with self._lock(key):
+            task = self.get(ctx, task_id)
+            try:
+                await task.client.call(
+                    "Shutdown", shim_pb2.ShutdownRequest(id=task_id), empty_pb2.Empty, SHUTDOWN_TIMEOUT
+                )
+            except Exception:
+                log.debug("shim shutdown", exc_info=True)
+            await task.client.close()
+            if task.shim_log is not None:
+                task.shim_log.close()
+            task.bundle.delete()
+            del self._tasks[key]
 
     async def wait(self, ctx: RequestContext, task_id: str, exec_id: str = "") -> shim_pb2.WaitResponse:
         """Block until the process exits (no timeout: ctr waits as long as the task runs)."""

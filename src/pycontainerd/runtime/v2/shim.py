@@ -241,13 +241,15 @@ class ShimClient:
         request: Message,
         response_cls: type[Any],
         timeout: float = CALL_TIMEOUT,  # noqa: ASYNC109 - the timeout travels in the ttrpc request
+        service: str = "",
     ) -> Any:
-        """One Task API call; shim errors come back as errdefs kinds."""
+        """One Task API call (or one of ``service``, e.g. the shim's Sandbox API); shim errors
+        come back as errdefs kinds."""
         from pycontainerd.runtime.v2.errors import from_ttrpc
 
         try:
             return await self._client.call(
-                self._service,
+                service or self._service,
                 method,
                 request,
                 response_cls,
