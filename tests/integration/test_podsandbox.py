@@ -185,6 +185,13 @@ def test_shim_controller_one_shim_per_pod(image: ImageInfo) -> None:
             assert os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat(f"/proc/{pause}/ns/net").st_ino
         metrics = controller.Metrics(pb.ControllerMetricsRequest(sandbox_id="spod", sandboxer="shim"), metadata=MD)
         assert metrics.metrics.data.type_url.startswith("io.containerd.cgroups")
+        # kill -9 of the daemon: the pod keeps running and is controllable after the restart.
+        d.kill()
+        d.start()
+        store, controller = stubs(d)
+        status = controller.Status(pb.ControllerStatusRequest(sandbox_id="spod", sandboxer="shim"), metadata=MD)
+        assert status.state == "SANDBOX_READY" and status.pid == pause
+        assert "RUNNING" in d.ctr("tasks", "ls", namespace=NS).stdout
         for name in ("s1", "s2"):
             d.ctr("tasks", "kill", "-s", "KILL", name, namespace=NS)
             d.ctr("tasks", "rm", "-f", name, namespace=NS, check=False)
