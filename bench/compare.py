@@ -336,6 +336,72 @@ def w_shim_memory(daemons: list[Daemon], runs: int) -> Result:
     return out
 
 
+def w_pod_memory(daemons: list[Daemon], runs: int) -> Result:
+    """Shim PSS of a pod of 5 containers: a 'shim'-controller sandbox (one shim for the pause
+    process and the 5 containers) against 5 containers each in its own Go shim."""
+    import grpc
+
+    from pycontainerd.api.containerd.services.sandbox.v1 import sandbox_pb2 as sbx
+    from pycontainerd.api.containerd.services.sandbox.v1 import sandbox_pb2_grpc as sbx_grpc
+    from pycontainerd.api.containerd.types import sandbox_pb2 as sbx_types
+
+    image = _image(Path("/tmp/bench-busybox.tar"))
+    d = daemons[0]
+    out: Result = {"one shim per pod (ours)": [], "Go shims, one per container": []}
+    for _ in range(max(1, runs // 2)):
+        d.reset()
+        d.start()
+        assert d.ctr("images", "import", str(image)).returncode == 0
+        md = (("containerd-namespace", "bench"),)
+        ch = grpc.insecure_channel(f"unix:{d.sock}")
+        store, controller = sbx_grpc.StoreStub(ch), sbx_grpc.ControllerStub(ch)
+        record = sbx_types.Sandbox(
+            sandbox_id="pod", runtime=sbx_types.Sandbox.Runtime(name="io.containerd.pyrunc.v2"), sandboxer="shim"
+        )
+        store.Create(sbx.StoreCreateRequest(sandbox=record), metadata=md)
+        controller.Create(sbx.ControllerCreateRequest(sandbox_id="pod", sandboxer="shim"), metadata=md)
+        pause = controller.Start(sbx.ControllerStartRequest(sandbox_id="pod", sandboxer="shim"), metadata=md).pid
+        joins = ["--with-ns", f"network:/proc/{pause}/ns/net", "--with-ns", f"ipc:/proc/{pause}/ns/ipc"]
+        for i in range(5):
+            res = d.ctr(
+                "run", "-d", "--runtime", "io.containerd.pyrunc.v2",
+                "--annotation", "io.kubernetes.cri.sandbox-id=pod", *joins,
+                "docker.io/library/busybox:bench", f"p{i}", "sleep", "600",
+            )  # fmt: skip
+            assert res.returncode == 0, res.stderr
+        out["one shim per pod (ours)"].append(_pss_of(_shim_pids(d)))
+        for i in range(5):
+            d.ctr("tasks", "kill", "-s", "9", f"p{i}")
+        time.sleep(0.5)
+        for i in range(5):
+            d.ctr("tasks", "rm", "-f", f"p{i}")
+        controller.Shutdown(sbx.ControllerShutdownRequest(sandbox_id="pod", sandboxer="shim"), metadata=md)
+        ch.close()
+        d.reset()
+        d.start()
+        assert d.ctr("images", "import", str(image)).returncode == 0
+        for i in range(5):
+            res = d.ctr(
+                "run",
+                "-d",
+                "--runtime",
+                "io.containerd.gorunc.v2",
+                "docker.io/library/busybox:bench",
+                f"g{i}",
+                "sleep",
+                "600",
+            )
+            assert res.returncode == 0, res.stderr
+        out["Go shims, one per container"].append(_pss_of(_shim_pids(d)))
+        for i in range(5):
+            d.ctr("tasks", "kill", "-s", "9", f"g{i}")
+        time.sleep(0.5)
+        for i in range(5):
+            d.ctr("tasks", "rm", "-f", f"g{i}")
+        d.reset()
+    return out
+
+
 def _big_image(path: Path) -> Path:
     """~300 MB, five layers of generated files (~25k files), plus the busybox base layer."""
     if not path.exists():
@@ -509,6 +575,7 @@ WORKLOADS: dict[str, tuple[str, str, Callable[[list[Daemon], int], Result]]] = {
     "pull": ("cold pull + unpack of the same image from a local docker-registry", "s", w_pull),
     "restore": ("restart after kill -9 with 50 running containers, until all RUNNING", "s", w_restore),
     "shim-memory": ("shim memory, 10 detached containers", "MiB", lambda d, r: w_shim_memory(d, r)),
+    "pod-memory": ("shim memory (PSS) of a pod of 5 containers", "MiB", w_pod_memory),
 }
 
 
