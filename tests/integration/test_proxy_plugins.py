@@ -89,3 +89,43 @@ def test_proxy_down_fails_calls_not_startup(tmp_path: Path) -> None:
         # Nothing half-made: the failed prepare left no record.
         assert "k1" not in d.ctr("snapshots", "--snapshotter", "gone", "ls", namespace=NS).stdout
         assert d.ctr("version").returncode == 0
+
+
+def test_proxy_sandbox_controller() -> None:
+    """A sandbox controller in another process: here a second pycontainerd, whose podsandbox
+    controller the first daemon reaches as ``[proxy_plugins.farpods]``."""
+    import os
+
+    import grpc
+
+    from pycontainerd.api.containerd.services.sandbox.v1 import sandbox_pb2 as pb
+    from pycontainerd.api.containerd.services.sandbox.v1 import sandbox_pb2_grpc as pb_grpc
+    from pycontainerd.api.containerd.types import sandbox_pb2 as types_pb
+
+    md = (("containerd-namespace", NS),)
+    with running_daemon() as remote:
+        proxy = (
+            f'[proxy_plugins.farpods]\n  type = "sandbox"\n  address = "{remote.address}"\n'
+            '  exports = { sandboxer = "podsandbox" }\n'
+        )
+        with running_daemon(extra_config=proxy) as d:
+            ch = grpc.insecure_channel(f"unix:{d.address}")
+            store, controller = pb_grpc.StoreStub(ch), pb_grpc.ControllerStub(ch)
+            record = types_pb.Sandbox(
+                sandbox_id="far", runtime=types_pb.Sandbox.Runtime(name="io.containerd.runc.v2"), sandboxer="farpods"
+            )
+            store.Create(pb.StoreCreateRequest(sandbox=record), metadata=md)
+            controller.Create(pb.ControllerCreateRequest(sandbox_id="far", sandboxer="farpods"), metadata=md)
+            pid = controller.Start(pb.ControllerStartRequest(sandbox_id="far", sandboxer="farpods"), metadata=md).pid
+            assert os.path.exists(f"/proc/{pid}")
+            status = controller.Status(pb.ControllerStatusRequest(sandbox_id="far", sandboxer="farpods"), metadata=md)
+            assert status.state == "SANDBOX_READY" and status.pid == pid
+            # The pause container lives in the remote daemon, not here.
+            assert "far" in remote.ctr("containers", "ls", "-q", namespace=NS).stdout
+            assert "far" not in d.ctr("containers", "ls", "-q", namespace=NS).stdout
+            controller.Stop(
+                pb.ControllerStopRequest(sandbox_id="far", sandboxer="farpods", timeout_secs=2), metadata=md
+            )
+            controller.Shutdown(pb.ControllerShutdownRequest(sandbox_id="far", sandboxer="farpods"), metadata=md)
+            assert not os.path.exists(f"/proc/{pid}")
+            ch.close()

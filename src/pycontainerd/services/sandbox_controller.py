@@ -37,7 +37,7 @@ DEFAULT_RUNTIME = "io.containerd.runc.v2"
 class SandboxControllerService(pb_grpc.ControllerServicer):
     """Dispatches to the controller each request names."""
 
-    def __init__(self, metadata: Metadata, controllers: dict[str, PodSandboxController]) -> None:
+    def __init__(self, metadata: Metadata, controllers: dict[str, Any]) -> None:
         self._metadata = metadata
         self._controllers = controllers
 
@@ -45,7 +45,8 @@ class SandboxControllerService(pb_grpc.ControllerServicer):
         """Add this service to ``server``."""
         pb_grpc.add_ControllerServicer_to_server(self, server)
 
-    def _controller(self, name: str) -> PodSandboxController:
+    def _controller(self, name: str) -> Any:
+        """PodSandboxController, ShimSandboxController or RemoteSandboxController (same methods)."""
         controller = self._controllers.get(name or SANDBOXER)
         if controller is None:
             raise Unimplemented(f"sandbox controller {name!r} is not available")
