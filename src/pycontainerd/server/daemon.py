@@ -15,6 +15,7 @@ import grpc
 
 from pycontainerd.config.decode import decode_dataclass, key_join
 from pycontainerd.config.model import Config, ConfigError
+from pycontainerd.metrics.daemon import DaemonMetrics
 from pycontainerd.plugin import graph, types
 from pycontainerd.plugin.registration import (
     InitContext,
@@ -85,6 +86,11 @@ class Daemon:
     _closers: list[Any] = field(default_factory=list)
     _owned_sockets: list[tuple[Path, tuple[int, int] | None]] = field(default_factory=list)
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    _metrics_runner: Any = None
+    metrics: DaemonMetrics = field(default_factory=DaemonMetrics)
+
+    def __post_init__(self) -> None:
+        self.metrics = DaemonMetrics(histogram=self.config.metrics.grpc_histogram)
 
     @property
     def address(self) -> Path:
@@ -110,6 +116,11 @@ class Daemon:
         await self._init_plugins()
         await self._serve_grpc()
         await self._serve_ttrpc()
+        if cfg.metrics.address:
+            from pycontainerd.server.metrics_http import serve_metrics
+
+            self.metrics.watch_plugins(self.plugins)
+            self._metrics_runner = await serve_metrics(cfg.metrics.address, self.metrics)
         log.info(
             "containerd successfully booted in %.3fs",
             time.monotonic() - started,
@@ -163,7 +174,7 @@ class Daemon:
     async def _serve_grpc(self) -> None:
         g = self.config.grpc
         server = grpc.aio.server(
-            interceptors=[ErrorInterceptor()],
+            interceptors=[ErrorInterceptor(self.metrics if self.config.metrics.address else None)],
             options=[
                 ("grpc.max_receive_message_length", g.max_recv_message_size),
                 ("grpc.max_send_message_length", g.max_send_message_size),
@@ -202,6 +213,9 @@ class Daemon:
         if self._grpc is not None:
             await self._grpc.stop(GRPC_GRACE_SECONDS)
             self._grpc = None
+        if self._metrics_runner is not None:
+            await self._metrics_runner.cleanup()
+            self._metrics_runner = None
         if self._ttrpc is not None:
             await self._ttrpc.close()
             self._ttrpc = None

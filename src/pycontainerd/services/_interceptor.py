@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+import time
+from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
 
@@ -25,33 +26,71 @@ async def _abort(context: Any, method: str, exc: BaseException) -> None:
     await context.abort(code, message)
 
 
-def _wrap(method: str, behavior: Any, streaming_response: bool) -> Any:
+def _code_of(exc: BaseException | None) -> str:
+    if exc is None:
+        return "OK"
+    if isinstance(exc, grpc.aio.AbortError):
+        return "ABORTED_BY_HANDLER"
+    return str(to_grpc(exc)[0].name)
+
+
+def _wrap(method: str, behavior: Any, streaming_response: bool, kind: str, metrics: RPCMetrics | None) -> Any:
     if streaming_response:
 
         async def stream_wrapper(request: Any, context: Any) -> AsyncIterator[Any]:
+            started = time.perf_counter()
+            failure: BaseException | None = None
+            if metrics is not None:
+                metrics.started(method, kind)
             try:
                 async for item in behavior(request, context):
                     yield item
-            except grpc.aio.AbortError:
+            except grpc.aio.AbortError as exc:
+                failure = exc
                 raise
             except Exception as exc:
+                failure = exc
                 await _abort(context, method, exc)
+            finally:
+                if metrics is not None:
+                    metrics.handled(method, kind, _code_of(failure), time.perf_counter() - started)
 
         return stream_wrapper
 
     async def unary_wrapper(request: Any, context: Any) -> Any:
+        started = time.perf_counter()
+        failure: BaseException | None = None
+        if metrics is not None:
+            metrics.started(method, kind)
         try:
             return await behavior(request, context)
-        except grpc.aio.AbortError:
+        except grpc.aio.AbortError as exc:
+            failure = exc
             raise
         except Exception as exc:
+            failure = exc
             await _abort(context, method, exc)
+        finally:
+            if metrics is not None:
+                metrics.handled(method, kind, _code_of(failure), time.perf_counter() - started)
 
     return unary_wrapper
 
 
+class RPCMetrics(Protocol):
+    """Where the interceptor reports each RPC (see :class:`pycontainerd.metrics.daemon.DaemonMetrics`)."""
+
+    def started(self, full_method: str, kind: str) -> None: ...
+
+    def handled(self, full_method: str, kind: str, code: str, seconds: float) -> None: ...
+
+
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
-    """Map :mod:`pycontainerd.errdefs` errors (and any other exception) to status codes."""
+    """Map :mod:`pycontainerd.errdefs` errors (and any other exception) to status codes, and
+    count every RPC (started, handled by code, latency) when given metrics."""
+
+    def __init__(self, metrics: RPCMetrics | None = None) -> None:
+        self._metrics = metrics
 
     async def intercept_service(
         self,
@@ -63,10 +102,11 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
             return handler
         method = handler_call_details.method
 
+        m = self._metrics
         if handler.request_streaming and handler.response_streaming:
-            return handler._replace(stream_stream=_wrap(method, handler.stream_stream, True))
+            return handler._replace(stream_stream=_wrap(method, handler.stream_stream, True, "bidi_stream", m))
         if handler.request_streaming:
-            return handler._replace(stream_unary=_wrap(method, handler.stream_unary, False))
+            return handler._replace(stream_unary=_wrap(method, handler.stream_unary, False, "client_stream", m))
         if handler.response_streaming:
-            return handler._replace(unary_stream=_wrap(method, handler.unary_stream, True))
-        return handler._replace(unary_unary=_wrap(method, handler.unary_unary, False))
+            return handler._replace(unary_stream=_wrap(method, handler.unary_stream, True, "server_stream", m))
+        return handler._replace(unary_unary=_wrap(method, handler.unary_unary, False, "unary", m))
