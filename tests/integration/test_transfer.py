@@ -231,3 +231,19 @@ def test_bad_layer_leaves_no_snapshot(daemon: DaemonProcess) -> None:
     with pytest.raises(grpc.aio.AioRpcError):
         asyncio.run(scenario())
     assert daemon.ctr("snapshots", "ls", namespace=NS).stdout.count("\n") <= 1, "no snapshot left behind"
+
+
+def test_huge_index_in_an_archive_is_refused(daemon: DaemonProcess, tmp_path: Path) -> None:
+    """An archive whose index.json is larger than 8 MiB is refused, not read into memory."""
+    import grpc
+
+    huge = tmp_path / "huge.tar"
+    with tarfile.open(huge, "w") as tf:
+        info = tarfile.TarInfo("index.json")
+        info.size = 9 << 20
+        tf.addfile(info, io.BytesIO(b" " * info.size))
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        asyncio.run(_import(daemon, huge, imagestore_pb2.ImageStore(name="x.example/y:z")))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "larger than" in (err.value.details() or "")
+    assert daemon.ctr("version").returncode == 0, "the daemon keeps serving"
