@@ -105,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     default = cfg_sub.add_parser("default", help="print a complete default config.toml (version 2)")
     _add_global_flags(default, suppress=True)
     dump = cfg_sub.add_parser("dump", help="print the effective configuration: file, imports and flags merged")
+    cfg_sub.add_parser(
+        "explain", help="print every effective value with where it came from (default, which file, or a flag)"
+    )
     _add_global_flags(dump, suppress=True)
     publish = sub.add_parser(
         "publish",
@@ -215,6 +218,10 @@ def _config_command(args: argparse.Namespace) -> int:
     resolved = decode_plugin_configs(loaded.config, registrations, loaded.warnings)
     for warning in loaded.warnings:
         print(f"# warning: {warning}", file=sys.stderr)
+    if args.config_command == "explain":
+        table = render.full_table(loaded.config, registrations, resolved=resolved)
+        print(render.explain(table, loaded.sources), end="")
+        return 0
     print(render.render(loaded.config, registrations, resolved=resolved), end="")
     return 0
 

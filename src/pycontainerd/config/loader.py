@@ -27,6 +27,20 @@ class Loaded:
     config: Config
     files: list[Path] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    sources: dict[tuple[str, ...], str] = field(default_factory=dict)
+    """Where each key set by a file or a flag came from (key path -> file path or "flag")."""
+
+
+def _record(
+    sources: dict[tuple[str, ...], str], table: dict[str, Any], origin: str, prefix: tuple[str, ...] = ()
+) -> None:
+    """Note ``origin`` for every leaf of ``table`` (a later origin overrides an earlier one)."""
+    for key, value in table.items():
+        path = (*prefix, key)
+        if isinstance(value, dict) and value:
+            _record(sources, value, origin, path)
+        else:
+            sources[path] = origin
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -82,10 +96,12 @@ def load(path: Path | None, *, overrides: dict[str, Any] | None = None) -> Loade
     """
     merged: dict[str, Any] = {}
     files: list[Path] = []
+    sources: dict[tuple[str, ...], str] = {}
     if path is not None:
         table = _read_toml(path)
         _check_version(table, path)
         files.append(path)
+        _record(sources, table, str(path))
         merged = table
         for imported in _expand_imports(list(table.get("imports", [])), path.parent):
             if imported in files:
@@ -94,8 +110,10 @@ def load(path: Path | None, *, overrides: dict[str, Any] | None = None) -> Loade
             _check_version(sub, imported)
             files.append(imported)
             sub.pop("imports", None)
+            _record(sources, sub, str(imported))
             _merge(merged, sub)
     if overrides:
+        _record(sources, overrides, "flag")
         _merge(merged, overrides)
 
     warnings: list[str] = []
@@ -106,4 +124,4 @@ def load(path: Path | None, *, overrides: dict[str, Any] | None = None) -> Loade
     merged.pop("version", None)
     config = decode_dataclass(Config, merged, "", warnings)
     config.version = 2
-    return Loaded(config=config, files=files, warnings=warnings)
+    return Loaded(config=config, files=files, warnings=warnings, sources=sources)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 import tomli_w
@@ -15,16 +16,29 @@ if TYPE_CHECKING:
     from pycontainerd.plugin.registration import Registration
 
 
-def render(
-    config: Config, registrations: Iterable[Registration] = (), *, resolved: dict[str, Any] | None = None
-) -> str:
-    """The config as TOML, every plugin's section included.
+def explain(table: dict[str, Any], sources: dict[tuple[str, ...], str]) -> str:
+    """Every leaf of ``table`` as ``key = value  # source`` (default, a file, or flag)."""
+    lines: list[str] = []
 
-    Each registration with a config class contributes ``[plugins."<type>.<id>"]``: the decoded
-    value from ``resolved`` when given (``config dump``), else the plugin's defaults merged
-    with whatever raw table the config holds for it.
-    """
-    table = to_table(config)
+    def walk(node: dict[str, Any], prefix: tuple[str, ...]) -> None:
+        for key, value in node.items():
+            path = (*prefix, key)
+            if isinstance(value, dict) and value:
+                walk(value, path)
+                continue
+            shown = json.dumps(value)  # one line; for these values JSON spells them as TOML does
+            name = ".".join(f'"{p}"' if "." in p else p for p in path)
+            lines.append(f"{name} = {shown}  # {sources.get(path, 'default')}")
+
+    walk(table, ())
+    return "\n".join(lines) + "\n"
+
+
+def full_table(
+    config: Config, registrations: Iterable[Registration] = (), *, resolved: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The config as a table, every plugin's section included (see :func:`render`)."""
+    table: dict[str, Any] = to_table(config)
     plugins: dict[str, Any] = {}
     for reg in registrations:
         if reg.config is None:
@@ -38,6 +52,19 @@ def render(
     for uri, raw in config.plugins.items():
         plugins.setdefault(uri, raw)
     table["plugins"] = dict(sorted(plugins.items()))
+    return table
+
+
+def render(
+    config: Config, registrations: Iterable[Registration] = (), *, resolved: dict[str, Any] | None = None
+) -> str:
+    """The config as TOML, every plugin's section included.
+
+    Each registration with a config class contributes ``[plugins."<type>.<id>"]``: the decoded
+    value from ``resolved`` when given (``config dump``), else the plugin's defaults merged
+    with whatever raw table the config holds for it.
+    """
+    table = full_table(config, registrations, resolved=resolved)
     # version first, scalar keys before tables, as containerd prints it.
     ordered: dict[str, Any] = {"version": table.pop("version")}
     ordered.update({k: v for k, v in table.items() if not isinstance(v, dict)})

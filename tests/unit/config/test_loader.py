@@ -132,3 +132,23 @@ def test_default_render_round_trips(tmp_path: Path) -> None:
     assert decoded == decode_plugin_configs(Config(), builtin_registrations(), [])
     assert not reloaded.warnings
     assert not warnings
+
+
+def test_explain_names_where_each_value_came_from(tmp_path: Path) -> None:
+    from pycontainerd.config import render
+    from pycontainerd.config.loader import load
+
+    drop_in = tmp_path / "conf.d" / "50-debug.toml"
+    drop_in.parent.mkdir()
+    drop_in.write_text('version = 2\n[debug]\nlevel = "debug"\n')
+    main = tmp_path / "config.toml"
+    main.write_text(
+        f'version = 2\nroot = "/srv/pcd"\nimports = ["{tmp_path}/conf.d/*.toml"]\n[debug]\nlevel = "warn"\n'
+    )
+    loaded = load(main, overrides={"state": "/run/elsewhere"})
+    text = render.explain(render.full_table(loaded.config), loaded.sources)
+    lines = dict(line.split(" = ", 1) for line in text.splitlines())
+    assert lines["root"] == f'"/srv/pcd"  # {main}'
+    assert lines["debug.level"] == f'"debug"  # {drop_in}', "the drop-in overrides the main file"
+    assert lines["state"] == '"/run/elsewhere"  # flag'
+    assert lines["grpc.address"].endswith("# default")
