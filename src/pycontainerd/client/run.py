@@ -1,0 +1,228 @@
+"""Run a container from an image, from Python: what ``ctr run --rm`` does, as a library call.
+
+The image must be in the namespace and unpacked for the snapshotter (``pull`` or
+``import_archive`` do both). The container gets containerd's default Linux spec with the image
+config's environment and working directory, a snapshot on top of the image's top layer,
+and stdout/stderr through FIFOs that this process reads; everything it made is removed when the
+process exits (or when anything fails on the way).
+
+::
+
+    client = Client("/run/pycontainerd/pycontainerd.sock")
+    result = await run(client, "docker.io/library/busybox:latest", ["echo", "hi"])
+    assert result.stdout == b"hi\\n" and result.exit_status == 0
+    # or, without an event loop of your own:
+    result = run_sync("/run/pycontainerd/pycontainerd.sock", "docker.io/library/busybox:latest", ["true"])
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import select
+import tempfile
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from google.protobuf import any_pb2
+
+from pycontainerd.api.containerd.services.containers.v1 import containers_pb2, containers_pb2_grpc
+from pycontainerd.api.containerd.services.content.v1 import content_pb2, content_pb2_grpc
+from pycontainerd.api.containerd.services.images.v1 import images_pb2, images_pb2_grpc
+from pycontainerd.api.containerd.services.snapshots.v1 import snapshots_pb2, snapshots_pb2_grpc
+from pycontainerd.api.containerd.services.tasks.v1 import tasks_pb2, tasks_pb2_grpc
+from pycontainerd.client.transfer import Client
+from pycontainerd.core.images import Descriptor
+from pycontainerd.images.manifest import chain_ids, manifests
+from pycontainerd.oci import spec as oci
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+
+OUTPUT_GRACE = 2.0
+"""Seconds to wait for the last output after the process ended."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """How the container ended and what it wrote."""
+
+    exit_status: int
+    stdout: bytes
+    stderr: bytes
+
+
+async def _read_blob(client: Client, digest: str) -> bytes:
+    stub = content_pb2_grpc.ContentStub(client.channel())
+    parts = [r.data async for r in stub.Read(content_pb2.ReadContentRequest(digest=digest), metadata=client.metadata)]
+    return b"".join(parts)
+
+
+async def _image_config(client: Client, image: str) -> tuple[str, dict[str, Any]]:
+    """(top chain ID, image config) for the host platform."""
+    stub = images_pb2_grpc.ImagesStub(client.channel())
+    target = (await stub.Get(images_pb2.GetImageRequest(name=image), metadata=client.metadata)).image.target
+    blobs: dict[str, bytes] = {}
+
+    async def fetch(desc: dict[str, Any] | Any) -> None:
+        digest = desc["digest"] if isinstance(desc, dict) else desc.digest
+        blobs[digest] = await _read_blob(client, digest)
+        doc = json.loads(blobs[digest])
+        children = list(doc.get("manifests") or [])
+        if "config" in doc:
+            children.append(doc["config"])
+        for child in children:
+            if child["digest"] not in blobs:
+                with contextlib.suppress(Exception):  # other platforms may be absent
+                    await fetch(child)
+
+    await fetch(target)
+    root = Descriptor(target.media_type, target.digest, target.size)
+    found = manifests(lambda d: blobs[d], root)[0]
+    return chain_ids(found.diff_ids)[-1], found.config.get("config") or {}
+
+
+async def run(
+    client: Client,
+    image: str,
+    args: Sequence[str] | None = None,
+    *,
+    name: str = "",
+    runtime: str = "io.containerd.runc.v2",
+    snapshotter: str = "overlayfs",
+    env: Sequence[str] = (),
+) -> RunResult:
+    """Run ``args`` (default: the image's entrypoint and command) in a new container; wait."""
+    name = name or f"run-{secrets.token_hex(6)}"
+    chain, config = await _image_config(client, image)
+    process = list(args) if args else [*(config.get("Entrypoint") or []), *(config.get("Cmd") or [])]
+    spec = oci.default_spec(client.namespace, name, process)
+    spec["process"]["env"] = [*(config.get("Env") or spec["process"]["env"]), *env]
+    spec["process"]["cwd"] = config.get("WorkingDir") or "/"
+    md = client.metadata
+    ch = client.channel()
+    snapshots = snapshots_pb2_grpc.SnapshotsStub(ch)
+    containers = containers_pb2_grpc.ContainersStub(ch)
+    tasks = tasks_pb2_grpc.TasksStub(ch)
+    cleanups: list[Any] = []
+    with tempfile.TemporaryDirectory(prefix="pycontainerd-run-") as fifo_dir:
+        try:
+            prepared = await snapshots.Prepare(
+                snapshots_pb2.PrepareSnapshotRequest(snapshotter=snapshotter, key=name, parent=chain), metadata=md
+            )
+            cleanups.append(
+                lambda: snapshots.Remove(
+                    snapshots_pb2.RemoveSnapshotRequest(snapshotter=snapshotter, key=name), metadata=md
+                )
+            )
+            record = containers_pb2.Container(
+                id=name,
+                image=image,
+                runtime=containers_pb2.Container.Runtime(name=runtime),
+                spec=any_pb2.Any(type_url=oci.SPEC_TYPE_URL, value=oci.encode(spec)),
+                snapshotter=snapshotter,
+                snapshot_key=name,
+            )
+            await containers.Create(containers_pb2.CreateContainerRequest(container=record), metadata=md)
+            cleanups.append(lambda: containers.Delete(containers_pb2.DeleteContainerRequest(id=name), metadata=md))
+            out_path, err_path = os.path.join(fifo_dir, "stdout"), os.path.join(fifo_dir, "stderr")
+            os.mkfifo(out_path)
+            os.mkfifo(err_path)
+            # Open for reading without blocking (the shim opens the write ends later).
+            readers = [_FifoReader(out_path), _FifoReader(err_path)]
+            cleanups.append(lambda: _close_all(readers))
+            await tasks.Create(
+                tasks_pb2.CreateTaskRequest(
+                    container_id=name, rootfs=list(prepared.mounts), stdout=out_path, stderr=err_path
+                ),
+                metadata=md,
+            )
+            cleanups.append(lambda: tasks.Delete(tasks_pb2.DeleteTaskRequest(container_id=name), metadata=md))
+            waiting = tasks.Wait(tasks_pb2.WaitRequest(container_id=name), metadata=md)
+            await tasks.Start(tasks_pb2.StartRequest(container_id=name), metadata=md)
+            ended = await waiting
+            stdout, stderr = [await r.result(OUTPUT_GRACE) for r in readers]
+            return RunResult(int(ended.exit_status), stdout, stderr)
+        finally:
+            for cleanup in reversed(cleanups):
+                with contextlib.suppress(Exception):
+                    await cleanup()
+
+
+class _FifoReader:
+    """Collects what is written to a FIFO until its writer (the shim) closes it."""
+
+    def __init__(self, path: str) -> None:
+        self._fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        self._chunks: list[bytes] = []
+        self._writer_seen = False
+        self._loop = asyncio.get_running_loop()
+        self._done = self._loop.create_future()
+        self._loop.add_reader(self._fd, self._readable)
+
+    def _readable(self) -> None:
+        try:
+            data = os.read(self._fd, 65536)
+        except BlockingIOError:
+            return
+        if data:
+            self._writer_seen = True
+            self._chunks.append(data)
+        elif self._writer_seen and not self._done.done():
+            self._done.set_result(None)  # EOF after a writer: all of it
+        elif not self._writer_seen:
+            # No writer yet (EOF on an unopened FIFO): stop polling a bit, then look again.
+            self._loop.remove_reader(self._fd)
+            self._loop.call_later(0.01, self._rearm)
+
+    def _rearm(self) -> None:
+        if self._fd >= 0 and not self._done.done():
+            self._loop.add_reader(self._fd, self._readable)
+
+    def _hung_up(self) -> bool:
+        """Whether a writer opened the FIFO and closed it since (Linux reports POLLHUP on a FIFO
+        only after a writer has come and gone, never before the first one)."""
+        poller = select.poll()
+        poller.register(self._fd, select.POLLIN | select.POLLHUP)
+        return any(event & select.POLLHUP for _, event in poller.poll(0))
+
+    async def result(self, grace: float) -> bytes:
+        """The bytes, once the writer closed (or ``grace`` seconds after the process ended)."""
+        deadline = self._loop.time() + grace
+        # POLLHUP has no event to wait on: look every 10 ms.
+        while not self._done.done() and not self._hung_up() and self._loop.time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        with contextlib.suppress(BlockingIOError, OSError):
+            while data := os.read(self._fd, 65536):
+                self._chunks.append(data)
+        return b"".join(self._chunks)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            self._loop.remove_reader(self._fd)
+            os.close(self._fd)
+            self._fd = -1
+
+
+async def _close_all(readers: list[_FifoReader]) -> None:
+    for reader in readers:
+        reader.close()
+
+
+def run_sync(
+    address: str, image: str, args: Sequence[str] | None = None, *, namespace: str = "default", **kwargs: Any
+) -> RunResult:
+    """:func:`run` for code without an event loop."""
+
+    async def main() -> RunResult:
+        client = Client(address, namespace)
+        try:
+            return await run(client, image, args, **kwargs)
+        finally:
+            await client.close()
+
+    return asyncio.run(main())
