@@ -11,7 +11,7 @@ import contextlib
 import os
 import resource
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pycontainerd.metrics.registry import Counter, Gauge, Histogram, LabelValues, Registry
 
@@ -148,12 +148,15 @@ def _task_counts(tasks: object) -> Iterable[tuple[LabelValues, float]]:
 
 
 def _cgroup_values(tasks: object, kind: str) -> Iterable[tuple[LabelValues, float]]:
-    from pycontainerd.runc_shim.cgroups import metrics as cgroup_metrics
+    from pycontainerd.runc_shim.cgroups_v2 import task_metrics
 
     for task in list(tasks._tasks.values()):  # type: ignore[attr-defined]
         if not task.pid:
             continue
         with contextlib.suppress(OSError, ValueError):
-            m = cgroup_metrics(task.pid)
-            value = m.memory.usage.usage if kind == "memory" else m.cpu.usage.total
+            m: Any = task_metrics(task.pid)
+            if m.DESCRIPTOR.full_name.endswith("v2.Metrics"):
+                value = m.memory.usage if kind == "memory" else m.cpu.usage_usec * 1000
+            else:
+                value = m.memory.usage.usage if kind == "memory" else m.cpu.usage.total
             yield (task.id, task.namespace), value

@@ -25,7 +25,7 @@ from pycontainerd.api.containerd.types.runc.options import oci_pb2
 from pycontainerd.api.containerd.types.task import task_pb2
 from pycontainerd.core.snapshots import Mount as CoreMount
 from pycontainerd.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unimplemented
-from pycontainerd.runc_shim.cgroups import metrics as cgroup_metrics
+from pycontainerd.runc_shim.cgroups_v2 import task_metrics
 from pycontainerd.runc_shim.console import Console, ConsoleSocket, resize
 from pycontainerd.runc_shim.oom import OOMWatcher
 from pycontainerd.runc_shim.process import Event, Process, State
@@ -483,7 +483,7 @@ class TaskService:
 
     async def stats(self, ctx: Any, req: pb.StatsRequest) -> pb.StatsResponse:
         c = self._get(req.id)
-        data = await asyncio.to_thread(cgroup_metrics, c.init.pid)
+        data = await asyncio.to_thread(task_metrics, c.init.pid)
         stats = any_pb2.Any(type_url=data.DESCRIPTOR.full_name, value=data.SerializeToString())
         return pb.StatsResponse(stats=stats)
 
