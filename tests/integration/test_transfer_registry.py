@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -294,10 +296,14 @@ def _prepared(d: DaemonProcess, registry: Registry, image: ImageInfo, repo: str)
     """Push the image from another daemon: ``d`` must hold none of its blobs (a namespace
     may reuse a blob another one holds without receiving its bytes)."""
     del d
+    return _prepared_image(registry, image, repo)
+
+
+def _prepared_image(registry: Registry, image: ImageInfo, repo: str) -> str:
     remote = f"{registry.host}/{repo}:1"
     with running_daemon() as other:
         other.ctr("images", "import", "--no-unpack", str(image.path), namespace="src")
-        push(other, "src", remote)
+        push(other, "src", remote, image.ref)
     return remote
 
 
@@ -471,3 +477,57 @@ def test_mirror_registry_to_registry(daemon: DaemonProcess, registry: Registry, 
         pull(daemon, "frommirror", destination)
         out = daemon.ctr("images", "ls", namespace="frommirror").stdout
         assert image.manifest_digest in out, "the same manifest digest on the other registry"
+
+
+def test_pull_after_kill_9_resumes_the_ingest(registry: Registry, tmp_path: Path) -> None:
+    """kill -9 of the daemon in the middle of a layer: the next pull continues that ingest with a
+    Range request instead of starting the layer again, and the image is complete."""
+    big = build_image(tmp_path / "big.tar", ref="docker.io/library/big:kill", extra_layers=1, files_per_layer=300,
+                      file_bytes=30000)  # fmt: skip
+    sizes = dict(zip(big.layer_digests, _layer_sizes(big), strict=True))
+    layer = max(sizes, key=sizes.__getitem__)
+    _prepared_image(registry, big, "killed/big")
+    release = asyncio.Event()
+
+    with running_daemon() as d:
+
+        async def first(client: Client, proxy: FaultProxy) -> None:
+            async def stall(request: web.Request, seen: Seen) -> web.StreamResponse | None:
+                if seen.method == "GET" and layer in seen.path and "Range" not in seen.headers:
+                    response = web.StreamResponse(headers={"Content-Length": str(sizes[layer])})
+                    await response.prepare(request)
+                    blob = (
+                        registry.root / "docker/registry/v2/blobs/sha256" / layer[7:9] / layer[7:] / "data"
+                    ).read_bytes()
+                    await response.write(blob[: sizes[layer] // 2])
+                    await release.wait()  # the daemon is killed meanwhile
+                return None
+
+            proxy.hooks.append(stall)
+            pulling = asyncio.ensure_future(
+                client.pull(f"{proxy.host}/killed/big:1", platforms=[host_platform()], plain_http=True)
+            )
+            deadline = time.monotonic() + 30
+            while "layer-" + layer not in d.ctr("content", "active", namespace="killed").stdout:
+                assert time.monotonic() < deadline, "the download never started"
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.3)
+            d.kill()
+            release.set()
+            with contextlib.suppress(Exception):
+                await pulling
+
+        proxy = with_proxy(d, registry, "killed", first)
+        del proxy
+        d.start()
+        active = d.ctr("content", "active", namespace="killed").stdout
+        assert "layer-" + layer in active, "the half-downloaded ingest survived the kill"
+
+        async def second(client: Client, proxy: FaultProxy) -> None:
+            await client.pull(f"{proxy.host}/killed/big:1", platforms=[host_platform()], plain_http=True)
+
+        again = with_proxy(d, registry, "killed", second)
+        gets = again.requests("GET", layer)
+        assert len(gets) == 1 and gets[0].headers.get("Range", "").startswith("bytes="), [g.headers for g in gets]
+        assert gets[0].headers["Range"] != "bytes=0-"
+        assert "complete" in d.ctr("images", "check", namespace="killed").stdout
