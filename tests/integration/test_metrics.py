@@ -37,6 +37,8 @@ def test_scrape(tmp_path: Path) -> None:
                 families = parse(resp.read().decode())
         finally:
             d.ctr("tasks", "kill", "-s", "KILL", "measured", namespace="m", check=False)
+            d.ctr("tasks", "rm", "-f", "measured", namespace="m", check=False)
+            d.ctr("containers", "rm", "measured", namespace="m", check=False)
     handled = families["grpc_server_handled_total"]
     by = {(s[1]["grpc_method"], s[1]["grpc_code"]): s[2] for s in handled.samples}
     assert by[("List", "OK")] >= 2, "two image listings"
