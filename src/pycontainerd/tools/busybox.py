@@ -207,7 +207,12 @@ def main(argv: list[str] | None = None) -> int:
         print("busybox-static is not installed: apt-get install busybox-static", file=sys.stderr)
         return 1
     info = build_image(
-        args.dest, ref=args.ref, arch=args.arch, extra_layers=args.extra_layers, files_per_layer=args.files_per_layer
+        args.dest,
+        ref=args.ref,
+        arch=args.arch,
+        extra_layers=args.extra_layers,
+        files_per_layer=args.files_per_layer,
+        file_bytes=args.file_bytes,
     )
     print(f"{info.ref} {info.manifest_digest} ({len(info.layer_digests)} layers) -> {info.path}")
     return 0
