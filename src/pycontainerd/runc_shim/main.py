@@ -3,6 +3,11 @@
 ``start`` forks the long-lived shim server (setsid: it outlives the daemon), waits until it
 listens, prints its address and exits; ``delete`` cleans up after a shim that died. Any
 other invocation is an error. Flags are containerd's shim flags.
+
+The Task API is served over ttrpc (``start`` prints ``unix://<socket>``) unless the
+environment asks for gRPC with ``PYCONTAINERD_SHIM_PROTOCOL=grpc`` (set by pycontainerd from a
+runtime's ``protocol`` config); ``start`` then prints containerd 2.x's bootstrap JSON,
+``{"version": 3, "address": "<socket>", "protocol": "grpc"}``.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +30,26 @@ from pycontainerd.server.listen import socket_in_use
 
 SOCKET_DIR = "/run/pycontainerd/s"
 RUNC_ROOT = "/run/pycontainerd/runc"
+PROTOCOL_ENV = "PYCONTAINERD_SHIM_PROTOCOL"
+PROTOCOLS = ("ttrpc", "grpc")
 
 
-def socket_path(address: str, namespace: str, group: str) -> str:
-    """Where a shim of ``group`` listens: stable, so a second ``start`` finds the same shim."""
-    digest = hashlib.sha256(f"{address}/{namespace}/{group}".encode()).hexdigest()[:32]
+def socket_path(address: str, namespace: str, group: str, protocol: str = "ttrpc") -> str:
+    """Where a shim of ``group`` listens: stable, so a second ``start`` finds the same shim.
+
+    A group's gRPC shim and ttrpc shim are different processes, so they get different sockets.
+    """
+    key = f"{address}/{namespace}/{group}" if protocol == "ttrpc" else f"{address}/{namespace}/{group}/{protocol}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:32]
     return os.path.join(SOCKET_DIR, digest)
+
+
+def bootstrap(path: str, protocol: str) -> str:
+    """What ``start`` prints: a bare ttrpc address, or containerd 2.x's bootstrap JSON for gRPC
+    (Task API v3; the address a plain socket path, as containerd dials it)."""
+    if protocol == "ttrpc":
+        return f"unix://{path}"
+    return json.dumps({"version": 3, "address": path, "protocol": protocol})
 
 
 GROUP_ANNOTATIONS = ("io.containerd.runc.v2.group", "io.kubernetes.cri.sandbox-id")
@@ -81,15 +101,35 @@ def _fork_directly(request: dict[str, object]) -> dict[str, Any]:
     return fork_shim(request)
 
 
+def _stop_shim(pid: int, timeout: float = 5.0) -> None:
+    """Stop a shim we just started (serving the wrong protocol) and wait until it is gone: it
+    removes its socket as it exits, which must happen before another shim binds the path."""
+    if pid <= 0:
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            os.kill(pid, 0)
+            time.sleep(0.01)
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+
+
 def start(args: argparse.Namespace) -> int:
     """Start (or reuse) the shim for this task and print its address."""
     sys.stdin.buffer.read()  # runtime options (unused by this shim)
+    protocol = os.environ.get(PROTOCOL_ENV) or "ttrpc"
+    if protocol not in PROTOCOLS:
+        print(f"{PROTOCOL_ENV}={protocol!r}: unknown protocol (ttrpc or grpc)", file=sys.stderr)
+        return 1
     bundle = os.getcwd()
-    path = args.socket or socket_path(args.address, args.namespace, group_of(bundle, args.id))
+    path = args.socket or socket_path(args.address, args.namespace, group_of(bundle, args.id), protocol)
     os.makedirs(os.path.dirname(path), mode=0o711, exist_ok=True)
     if socket_in_use(Path(path)):
         # The group's shim is already running: it serves this task too.
-        sys.stdout.write(f"unix://{path}")
+        sys.stdout.write(bootstrap(path, protocol))
         sys.stdout.flush()
         return 0
     with contextlib.suppress(FileNotFoundError):
@@ -101,8 +141,14 @@ def start(args: argparse.Namespace) -> int:
         "ttrpc_address": os.environ.get("TTRPC_ADDRESS", f"{args.address}.ttrpc"),
         "debug": bool(args.debug),
         "env": dict(os.environ),
+        "protocol": protocol,
     }
     reply = None if os.environ.get("PYRUNC_NO_TEMPLATE") else _ask_template(request)
+    if reply is not None and reply.get("ok") and reply.get("protocol", "ttrpc") != protocol:
+        # A template left running by an older installation knows only ttrpc: stop what it
+        # started and fork here instead.
+        _stop_shim(int(reply.get("pid", 0)))
+        reply = None
     if reply is None:
         reply = _fork_directly(request)
     if not reply.get("ok"):
@@ -110,9 +156,19 @@ def start(args: argparse.Namespace) -> int:
         return 1
     with open(os.path.join(bundle, "shim.pid"), "w") as fh:
         fh.write(str(reply.get("pid", 0)))
-    sys.stdout.write(f"unix://{path}")
+    sys.stdout.write(bootstrap(path, protocol))
     sys.stdout.flush()
     return 0
+
+
+def _recorded_socket(bundle: str) -> str:
+    """The socket the daemon recorded for this bundle's shim (``bootstrap.json``), or ""."""
+    try:
+        with open(os.path.join(bundle, "bootstrap.json"), "rb") as fh:
+            address = str(json.load(fh).get("address", ""))
+    except (OSError, ValueError, AttributeError):
+        return ""
+    return address.removeprefix("unix://")
 
 
 def delete(args: argparse.Namespace) -> int:
@@ -124,7 +180,8 @@ def delete(args: argparse.Namespace) -> int:
     subprocess.run(["runc", "--root", root, "delete", "--force", args.id], capture_output=True, timeout=30, check=False)
     subprocess.run(["umount", "-l", os.path.join(bundle, "rootfs")], capture_output=True, timeout=30, check=False)
     # A shim that died leaves its socket behind; remove it unless another task's shim lives there.
-    path = args.socket or socket_path(args.address, args.namespace, group_of(bundle, args.id))
+    path = args.socket or _recorded_socket(bundle)
+    path = path or socket_path(args.address, args.namespace, group_of(bundle, args.id))
     if not socket_in_use(Path(path)):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)

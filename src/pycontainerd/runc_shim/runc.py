@@ -17,10 +17,48 @@ if TYPE_CHECKING:
     from pycontainerd.runc_shim.reaper import Reaper
 
 COMMAND_TIMEOUT = 60.0
+# Dumping or restoring a large memory image takes as long as writing or reading it.
+CRIU_TIMEOUT = 600.0
 
 
 class RuncError(FailedPrecondition):
     """runc exited non-zero; the message carries what it said."""
+
+
+@dataclass(frozen=True, slots=True)
+class CriuOptions:
+    """What ``runc checkpoint`` / ``runc restore`` pass on to CRIU (containerd's CheckpointOptions)."""
+
+    image_path: str
+    work_path: str = ""
+    parent_path: str = ""
+    tcp_established: bool = False
+    ext_unix_sk: bool = False
+    shell_job: bool = False
+    file_locks: bool = False
+    empty_namespaces: tuple[str, ...] = ()
+    cgroups_mode: str = ""
+
+    def args(self, *, restore: bool = False) -> list[str]:
+        """The runc flags of checkpoint (or restore, which has no ``--parent-path``)."""
+        out = ["--image-path", self.image_path]
+        if self.work_path:
+            out += ["--work-path", self.work_path]
+        if self.parent_path and not restore:
+            out += ["--parent-path", self.parent_path]
+        if self.tcp_established:
+            out.append("--tcp-established")
+        if self.ext_unix_sk:
+            out.append("--ext-unix-sk")
+        if self.shell_job:
+            out.append("--shell-job")
+        if self.cgroups_mode:
+            out += ["--manage-cgroups-mode", self.cgroups_mode]
+        if self.file_locks:
+            out.append("--file-locks")
+        for ns in self.empty_namespaces:
+            out += ["--empty-ns", ns]
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +112,13 @@ class Runc:
                 return str(entry.get("msg", ""))
         return ""
 
-    async def run(self, *args: str, stdio: Stdio | None = None, input_data: bytes | None = None) -> bytes:
+    async def run(
+        self,
+        *args: str,
+        stdio: Stdio | None = None,
+        input_data: bytes | None = None,
+        timeout: float = COMMAND_TIMEOUT,  # noqa: ASYNC109 - bounds the runc child, not this call
+    ) -> bytes:
         """Run one runc command and return its stdout; RuncError on failure."""
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
@@ -109,11 +153,11 @@ class Runc:
         stdout_task = asyncio.ensure_future(_read_all(out_r))
         stderr_task = asyncio.ensure_future(_read_all(err_r))
         try:
-            status = await asyncio.wait_for(self._reaper.wait(pid), COMMAND_TIMEOUT)
+            status = await asyncio.wait_for(self._reaper.wait(pid), timeout)
         except TimeoutError:
             os.kill(pid, 9)
             await self._reaper.wait(pid)
-            raise RuncError(f"runc {args[0]} timed out after {COMMAND_TIMEOUT}s") from None
+            raise RuncError(f"runc {args[0]} timed out after {timeout}s") from None
         out, err = await asyncio.gather(stdout_task, stderr_task)
         if status != 0:
             detail = self._last_log_error() or err.decode(errors="replace").strip() or f"exit status {status}"
@@ -130,6 +174,28 @@ class Runc:
         if console_socket:
             args += ["--console-socket", console_socket]
         await self.run(*args, container_id, stdio=stdio)
+
+    async def checkpoint(self, container_id: str, opts: CriuOptions, *, leave_running: bool) -> None:
+        """``runc checkpoint``: dump the container with CRIU; without ``leave_running`` it is killed."""
+        args = ["checkpoint", *opts.args(), *(["--leave-running"] if leave_running else [])]
+        await self.run(*args, container_id, timeout=CRIU_TIMEOUT)
+
+    async def restore(
+        self,
+        container_id: str,
+        bundle: str,
+        opts: CriuOptions,
+        *,
+        pid_file: str,
+        stdio: Stdio,
+        console_socket: str = "",
+    ) -> None:
+        """``runc restore --detach``: the restored init is re-parented to us (we are a subreaper)."""
+        args = ["restore", "--detach", "--no-subreaper", "--bundle", bundle, "--pid-file", pid_file]
+        args += opts.args(restore=True)
+        if console_socket:
+            args += ["--console-socket", console_socket]
+        await self.run(*args, container_id, stdio=stdio, timeout=CRIU_TIMEOUT)
 
     async def start(self, container_id: str) -> None:
         """``runc start``."""

@@ -1,7 +1,8 @@
-"""The shim server process: serves the Task API over ttrpc until its last task is gone.
+"""The shim server process: serves the Task API over ttrpc (or gRPC) until its last task is gone.
 
 Imported only by the process that serves (directly after ``start`` forks, or inside the
 pre-imported template process of :mod:`zygote`), never by the short-lived ``start`` client.
+Events always go to the daemon over ttrpc, whichever protocol the Task API is served with.
 """
 
 from __future__ import annotations
@@ -31,11 +32,13 @@ if TYPE_CHECKING:
     from google.protobuf.message import Message
 
     from pycontainerd.api.containerd.types import event_pb2
+    from pycontainerd.runc_shim.grpc_server import GrpcServer
 
 log = logging.getLogger("pycontainerd.shim")
 
 RUNC_ROOT = "/run/pycontainerd/runc"
 TASK_SERVICE = "containerd.task.v2.Task"
+TASK_SERVICE_V3 = "containerd.task.v3.Task"
 EVENTS_SERVICE = "containerd.services.events.ttrpc.v1.Events"
 
 
@@ -82,8 +85,8 @@ class Publisher:
             await asyncio.wait_for(self._queue.join(), timeout)
 
 
-async def serve(path: str, namespace: str, ttrpc_address: str, ready_fd: int) -> None:
-    """The long-lived shim: serve the Task API on ``path`` until shut down."""
+async def serve(path: str, namespace: str, ttrpc_address: str, ready_fd: int, protocol: str = "ttrpc") -> None:
+    """The long-lived shim: serve the Task API on ``path`` with ``protocol`` until shut down."""
 
     become_subreaper()
     reaper = Reaper()
@@ -93,7 +96,15 @@ async def serve(path: str, namespace: str, ttrpc_address: str, ready_fd: int) ->
     service = TaskService(
         reaper, namespace=namespace, runc_root=RUNC_ROOT, publish=publisher.publish, on_empty=stop.set
     )
-    server = Server(error_to_status=rpc_status, require_same_user=True)
+    server: Server | GrpcServer
+    if protocol == "grpc":
+        from pycontainerd.runc_shim.grpc_server import GrpcServer
+
+        # Over gRPC containerd speaks Task API v3 (wire-identical to v2); v2 is there for old clients.
+        server = GrpcServer(error_to_status=rpc_status)
+        server.register(TASK_SERVICE_V3, service.methods())
+    else:
+        server = Server(error_to_status=rpc_status, require_same_user=True)
     server.register(TASK_SERVICE, service.methods())
     server.register(SANDBOX_SERVICE, SandboxService(service).methods())
     await server.start(path)
@@ -121,13 +132,15 @@ def _redirect_output(bundle: str) -> None:
     os.dup2(target, 2)
 
 
-def run_server(path: str, namespace: str, ttrpc_address: str, bundle: str, debug: bool, ready_fd: int) -> int:
+def run_server(
+    path: str, namespace: str, ttrpc_address: str, bundle: str, debug: bool, ready_fd: int, protocol: str = "ttrpc"
+) -> int:
     """Body of a freshly forked shim: detach, log to the bundle's FIFO, serve; returns an exit code."""
     os.setsid()
     _redirect_output(bundle)
     logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, stream=sys.stderr)
     try:
-        asyncio.run(serve(path, namespace, ttrpc_address, ready_fd))
+        asyncio.run(serve(path, namespace, ttrpc_address, ready_fd, protocol))
     except BaseException:
         log.exception("shim failed")
         return 1
@@ -135,11 +148,13 @@ def run_server(path: str, namespace: str, ttrpc_address: str, bundle: str, debug
 
 
 def fork_shim(request: dict[str, object]) -> dict[str, object]:
-    """Start a detached shim for ``request`` (bundle, path, namespace, ttrpc_address, debug, env).
+    """Start a detached shim for ``request`` (bundle, path, namespace, ttrpc_address, debug, env,
+    protocol).
 
     Forks twice so the shim is nobody's child (like a daemonised Go shim) and waits until it
-    listens; returns ``{"ok": True, "pid": ...}`` or ``{"ok": False, "error": ...}``.
+    listens; returns ``{"ok": True, "pid": ..., "protocol": ...}`` or ``{"ok": False, "error": ...}``.
     """
+    protocol = str(request.get("protocol") or "ttrpc")
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # intermediate: start the shim and vanish
@@ -160,6 +175,7 @@ def fork_shim(request: dict[str, object]) -> dict[str, object]:
                     str(request["bundle"]),
                     bool(request.get("debug")),
                     write_fd,
+                    protocol,
                 )
             finally:
                 os._exit(code)
@@ -170,4 +186,4 @@ def fork_shim(request: dict[str, object]) -> dict[str, object]:
         answer = ready.read(64).split()
     if not answer or answer[0] != b"ok":
         return {"ok": False, "error": "shim failed to start"}
-    return {"ok": True, "pid": int(answer[1]) if len(answer) > 1 else 0}
+    return {"ok": True, "pid": int(answer[1]) if len(answer) > 1 else 0, "protocol": protocol}

@@ -24,12 +24,14 @@ from pycontainerd.api.containerd.runtime.task.v2 import shim_pb2 as pb
 from pycontainerd.api.containerd.types.runc.options import oci_pb2
 from pycontainerd.api.containerd.types.task import task_pb2
 from pycontainerd.core.snapshots import Mount as CoreMount
-from pycontainerd.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unimplemented
+from pycontainerd.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from pycontainerd.runc_shim import checkpoint as cr
 from pycontainerd.runc_shim.cgroups_v2 import task_metrics
 from pycontainerd.runc_shim.console import Console, ConsoleSocket, resize
 from pycontainerd.runc_shim.oom import OOMWatcher
+from pycontainerd.runc_shim.pipeio import ProcessIO
 from pycontainerd.runc_shim.process import Event, Process, State
-from pycontainerd.runc_shim.runc import Runc, Stdio
+from pycontainerd.runc_shim.runc import CriuOptions, Runc, RuncError
 from pycontainerd.snapshots import mount as mounting
 
 if TYPE_CHECKING:
@@ -42,21 +44,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 RUNC_OPTIONS = "containerd.runc.v1.Options"
 RUNC_ROOT_FILE = "runc-root"
-
-
-def _open_stdio(stdin: str, stdout: str, stderr: str) -> tuple[Stdio, list[int]]:
-    """Open the client's FIFOs/files; O_RDWR on FIFOs never blocks waiting for the other end."""
-    fds: list[int] = []
-
-    def open_path(path: str, reading: bool) -> int | None:
-        if not path:
-            return None
-        flags = os.O_RDWR if _is_fifo(path) else (os.O_RDONLY if reading else os.O_WRONLY | os.O_APPEND | os.O_CREAT)
-        fd = os.open(path, flags | os.O_CLOEXEC, 0o600)
-        fds.append(fd)
-        return fd
-
-    return Stdio(open_path(stdin, True), open_path(stdout, False), open_path(stderr, False)), fds
 
 
 async def _with_console(
@@ -98,15 +85,6 @@ def _read_pid(path: str) -> int:
         os.close(fd)
 
 
-def _is_fifo(path: str) -> bool:
-    import stat
-
-    try:
-        return stat.S_ISFIFO(os.stat(path).st_mode)
-    except FileNotFoundError:
-        return False
-
-
 def mount_rootfs(mounts: list[Any], target: str) -> None:
     """Mount the rootfs mounts onto ``target`` (long overlay lowerdirs are compacted, never cut)."""
     core = [CoreMount(type=m.type, source=m.source, options=tuple(m.options), target=m.target) for m in mounts]
@@ -132,10 +110,12 @@ class Container:
     rootfs_mounted: bool = False
     execs: dict[str, Process] = field(default_factory=dict)
     exec_specs: dict[str, bytes] = field(default_factory=dict)
-    fds: dict[str, list[int]] = field(default_factory=dict)
+    ios: dict[str, ProcessIO] = field(default_factory=dict)
     waiters: dict[str, list[asyncio.Future[None]]] = field(default_factory=dict)
     consoles: dict[str, Console] = field(default_factory=dict)
     oom: OOMWatcher | None = None
+    # Set while a task created from a checkpoint waits for Start, which runs `runc restore`.
+    restore: CriuOptions | None = None
 
     def process(self, exec_id: str) -> Process:
         if not exec_id:
@@ -241,14 +221,12 @@ class TaskService:
     async def create(self, ctx: Any, req: pb.CreateTaskRequest) -> pb.CreateTaskResponse:
         if req.id in self._containers:
             raise AlreadyExists(f"container {req.id}")
-        if req.checkpoint:
-            raise Unimplemented("restore from checkpoint is not supported")
         rootfs = os.path.join(req.bundle, "rootfs")
-        binary, root = "runc", self._runc_root
+        binary, root, criu_work = "runc", self._runc_root, ""
         if req.HasField("options") and req.options.type_url.endswith(RUNC_OPTIONS):
             # containerd.runc.v1.Options: BinaryName picks another OCI runtime (crun, runsc...).
             opts = oci_pb2.Options.FromString(req.options.value)
-            binary, root = opts.binary_name or binary, opts.root or root
+            binary, root, criu_work = opts.binary_name or binary, opts.root or root, opts.criu_work_path
         runc = Runc(
             self._reaper,
             os.path.join(root, self._namespace),
@@ -262,27 +240,36 @@ class TaskService:
         if req.rootfs:
             await asyncio.to_thread(mount_rootfs, list(req.rootfs), rootfs)
             mounted = True
-        stdio, fds = (Stdio(), []) if req.terminal else _open_stdio(req.stdin, req.stdout, req.stderr)
-        pid_file = os.path.join(req.bundle, "init.pid")
+        pid, console, restore = 0, None, None
+        io = ProcessIO() if req.terminal else None
         try:
-            console = await _with_console(
-                req.terminal,
-                lambda sock: runc.create(req.id, req.bundle, pid_file=pid_file, stdio=stdio, console_socket=sock),
-                req.stdin,
-                req.stdout,
-            )
+            if io is None:
+                io = ProcessIO.open(req.stdin, req.stdout, req.stderr)
+            if req.checkpoint:
+                # As the Go shim: nothing runs until Start, which restores (the task is "created", PID 0).
+                restore = cr.restore_options(req.checkpoint, req.bundle, criu_work)
+            else:
+                pid_file = os.path.join(req.bundle, "init.pid")
+                stdio = io.stdio
+                console = await _with_console(
+                    req.terminal,
+                    lambda sock: runc.create(req.id, req.bundle, pid_file=pid_file, stdio=stdio, console_socket=sock),
+                    req.stdin,
+                    req.stdout,
+                )
+                pid = _read_pid(pid_file)
+                io.handed_over()
         except BaseException:
-            for fd in fds:
-                os.close(fd)
+            if io is not None:
+                io.abort()
             if mounted:
                 await asyncio.to_thread(unmount_rootfs, rootfs)
             raise
-        pid = _read_pid(pid_file)
         init = Process(req.id, pid=pid, stdin=req.stdin, stdout=req.stdout, stderr=req.stderr, terminal=req.terminal)
-        c = Container(req.id, req.bundle, runc, init, rootfs_mounted=mounted)
-        c.fds[""] = fds
-        container_id = req.id
-        c.oom = OOMWatcher(pid, lambda: self._publish("/tasks/oom", ev.TaskOOM(container_id=container_id)))
+        c = Container(req.id, req.bundle, runc, init, rootfs_mounted=mounted, restore=restore)
+        c.ios[""] = io
+        if pid:
+            self._watch_oom(c)
         if console is not None:
             c.consoles[""] = console
         self._containers[req.id] = c
@@ -294,25 +281,59 @@ class TaskService:
                 rootfs=list(req.rootfs),
                 pid=pid,
                 io=ev.TaskIO(stdin=req.stdin, stdout=req.stdout, stderr=req.stderr, terminal=req.terminal),
+                checkpoint=req.checkpoint,
             ),
         )
         return pb.CreateTaskResponse(pid=pid)
+
+    def _watch_oom(self, c: Container) -> None:
+        container_id = c.id
+        c.oom = OOMWatcher(c.init.pid, lambda: self._publish("/tasks/oom", ev.TaskOOM(container_id=container_id)))
+
+    async def _restore(self, c: Container, restore: CriuOptions) -> None:
+        """Start of a task created from a checkpoint: ``runc restore`` with the stdio made at Create."""
+        io = c.ios[""]
+        pid_file = os.path.join(c.bundle, "init.pid")
+        stdio, runc = io.stdio, c.runc
+        try:
+            console = await _with_console(
+                c.init.terminal,
+                lambda sock: runc.restore(c.id, c.bundle, restore, pid_file=pid_file, stdio=stdio, console_socket=sock),
+                c.init.stdin,
+                c.init.stdout,
+            )
+        except RuncError as exc:
+            log_path = cr.keep_log(restore.work_path, cr.RESTORE_LOG, c.bundle)
+            raise FailedPrecondition(cr.failure_message(str(exc), log_path)) from exc
+        c.restore = None
+        c.init.pid = _read_pid(pid_file)
+        io.handed_over()
+        if console is not None:
+            c.consoles[""] = console
+        self._watch_oom(c)
 
     async def start(self, ctx: Any, req: pb.StartRequest) -> pb.StartResponse:
         c = self._get(req.id)
         proc = c.process(req.exec_id)
         proc.check(Event.START)
         if not req.exec_id:
-            await c.runc.start(req.id)
+            if c.restore is not None:
+                await self._restore(c, c.restore)
+            else:
+                await c.runc.start(req.id)
+            status = self._unclaimed.pop(proc.pid, None)
+            if status is not None:  # a restored process that died at once
+                self._deliver(proc.pid, status)
             if proc.state is State.CREATED:  # a quick process may already have exited
                 proc.transition(Event.START)
             self._publish("/tasks/start", ev.TaskStart(container_id=req.id, pid=proc.pid))
             return pb.StartResponse(pid=proc.pid)
         if c.init.state is not State.RUNNING:
             raise FailedPrecondition(f"container {req.id} is not running")
-        stdio, fds = (Stdio(), []) if proc.terminal else _open_stdio(proc.stdin, proc.stdout, proc.stderr)
+        io = ProcessIO() if proc.terminal else ProcessIO.open(proc.stdin, proc.stdout, proc.stderr)
         pid_file = os.path.join(c.bundle, f"{req.exec_id}.pid")
         spec = c.exec_specs[req.exec_id]
+        stdio = io.stdio
         try:
             console = await _with_console(
                 proc.terminal,
@@ -320,14 +341,14 @@ class TaskService:
                 proc.stdin,
                 proc.stdout,
             )
+            proc.pid = _read_pid(pid_file)
         except BaseException:
-            for fd in fds:
-                os.close(fd)
+            io.abort()
             raise
-        c.fds[req.exec_id] = fds
+        io.handed_over()
+        c.ios[req.exec_id] = io
         if console is not None:
             c.consoles[req.exec_id] = console
-        proc.pid = _read_pid(pid_file)
         if proc.state is State.CREATED:
             proc.transition(Event.START)
         status = self._unclaimed.pop(proc.pid, None)
@@ -389,14 +410,14 @@ class TaskService:
     async def delete(self, ctx: Any, req: pb.DeleteRequest) -> pb.DeleteResponse:
         c = self._get(req.id)
         proc = c.process(req.exec_id)
-        if proc.state is State.CREATED and not req.exec_id:
+        if proc.state is State.CREATED and not req.exec_id and c.restore is None:
             await c.runc.kill(req.id, signal.SIGKILL)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wait_stopped(c, proc), 10)
         proc.check(Event.DELETE)
-        for fd in c.fds.pop(req.exec_id, []):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        io = c.ios.pop(req.exec_id, None)
+        if io is not None:
+            await io.close()
         console = c.consoles.pop(req.exec_id, None)
         if console is not None:
             console.close()
@@ -406,7 +427,9 @@ class TaskService:
         else:
             if c.oom is not None:
                 c.oom.close()
-            await c.runc.delete(req.id, force=True)
+            # After `checkpoint --exit` (or a restore that never ran) runc has nothing left to delete.
+            with contextlib.suppress(NotFound):
+                await c.runc.delete(req.id, force=True)
             if c.rootfs_mounted:
                 await asyncio.to_thread(unmount_rootfs, os.path.join(c.bundle, "rootfs"))
             proc.transition(Event.DELETE)
@@ -453,7 +476,21 @@ class TaskService:
         return empty_pb2.Empty()
 
     async def checkpoint(self, ctx: Any, req: pb.CheckpointTaskRequest) -> empty_pb2.Empty:
-        raise Unimplemented("checkpoint is not supported by containerd-shim-pyrunc-v2")
+        c = self._get(req.id)
+        if c.init.state is State.CREATED:
+            raise FailedPrecondition("cannot checkpoint a task in created state")
+        if c.init.state in (State.STOPPED, State.DELETED):
+            raise FailedPrecondition("cannot checkpoint a stopped container")
+        todo = cr.plan(req.path, req.options if req.HasField("options") else None, c.bundle)
+        try:
+            await c.runc.checkpoint(req.id, todo.criu, leave_running=not todo.exit)
+        except RuncError as exc:
+            log_path = cr.keep_log(todo.criu.work_path, cr.DUMP_LOG, c.bundle)
+            raise FailedPrecondition(cr.failure_message(str(exc), log_path)) from exc
+        finally:
+            cr.remove_work(todo)
+        # With exit, CRIU killed the container: its exit arrives through the reaper like any other.
+        return empty_pb2.Empty()
 
     async def resize_pty(self, ctx: Any, req: pb.ResizePtyRequest) -> empty_pb2.Empty:
         c = self._get(req.id)
@@ -467,11 +504,9 @@ class TaskService:
     async def close_io(self, ctx: Any, req: pb.CloseIORequest) -> empty_pb2.Empty:
         c = self._get(req.id)
         proc = c.process(req.exec_id)
-        if req.stdin and proc.stdin:
-            fds = c.fds.get(req.exec_id, [])
-            if fds:
-                with contextlib.suppress(OSError):
-                    os.close(fds.pop(0))
+        io = c.ios.get(req.exec_id)
+        if req.stdin and proc.stdin and io is not None:
+            await io.close_stdin()
         return empty_pb2.Empty()
 
     async def update(self, ctx: Any, req: pb.UpdateTaskRequest) -> empty_pb2.Empty:

@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import shutil
+import tempfile
 import time
+import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from google.protobuf import empty_pb2
+from google.protobuf import any_pb2, empty_pb2
 
 from pycontainerd import filters
 from pycontainerd.api.containerd.runtime.task.v2 import shim_pb2
 from pycontainerd.api.containerd.services.tasks.v1 import tasks_pb2 as pb
 from pycontainerd.api.containerd.services.tasks.v1 import tasks_pb2_grpc as pb_grpc
+from pycontainerd.api.containerd.types import descriptor_pb2
+from pycontainerd.api.containerd.types.runc.options import oci_pb2
 from pycontainerd.api.containerd.types.task import task_pb2
-from pycontainerd.errdefs import InvalidArgument, NotFound, Unavailable, Unimplemented
+from pycontainerd.archive.tar import ApplyOptions, apply_tar
+from pycontainerd.core import checkpoint as ckpt
+from pycontainerd.core.content import parse_digest
+from pycontainerd.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from pycontainerd.namespaces import namespace_required
 from pycontainerd.plugin import types
 from pycontainerd.plugin.registration import InitContext, Registration
 from pycontainerd.services._context import request_context
@@ -21,8 +33,51 @@ from pycontainerd.services._convert import timestamp
 if TYPE_CHECKING:
     import grpc
 
+    from pycontainerd.metadata.content import ContentStore
     from pycontainerd.metadata.plugin import Metadata
+    from pycontainerd.namespaces import RequestContext
     from pycontainerd.runtime.v2.manager import TaskManager
+
+RUNC_OPTIONS = "containerd.runc.v1.Options"
+CHECKPOINT_OPTIONS = "containerd.runc.v1.CheckpointOptions"
+# A dump writes the task's whole memory: far longer than an ordinary shim call.
+CHECKPOINT_TIMEOUT = 660.0
+
+
+def _type_name(any_value: any_pb2.Any) -> str:
+    return any_value.type_url.rsplit("/", 1)[-1]
+
+
+def checkpoint_image_path(options: any_pb2.Any | None) -> str:
+    """The ``image_path`` of runc CheckpointOptions: the client keeps the images there, not in content."""
+    if options is None or _type_name(options) != CHECKPOINT_OPTIONS:
+        return ""
+    return oci_pb2.CheckpointOptions.FromString(options.value).image_path
+
+
+def restore_image_path(options: any_pb2.Any | None) -> str:
+    """The ``criu_image_path`` of runc create Options: restore from images already on disk."""
+    if options is None or _type_name(options) != RUNC_OPTIONS:
+        return ""
+    return oci_pb2.Options.FromString(options.value).criu_image_path
+
+
+def _write_stream(writer: Any, produce: Any) -> int:
+    """Run ``produce(write)`` with ``write`` appending to the content writer (in a thread)."""
+    size = 0
+
+    def write(data: bytes) -> None:
+        nonlocal size
+        writer.write(data)
+        size += len(data)
+
+    produce(write)
+    return size
+
+
+def _unpack(blob: Path, target: Path) -> None:
+    with blob.open("rb") as fh:
+        apply_tar(fh, target, ApplyOptions(whiteouts="remove"))
 
 
 def process_from_state(container_id: str, state: shim_pb2.StateResponse) -> task_pb2.Process:
@@ -46,9 +101,45 @@ def process_from_state(container_id: str, state: shim_pb2.StateResponse) -> task
 class TasksService(pb_grpc.TasksServicer):
     """Tasks: create through a shim, then forward every call to it."""
 
-    def __init__(self, metadata: Metadata, manager: TaskManager) -> None:
+    def __init__(self, metadata: Metadata, manager: TaskManager, workdir: Path | None = None) -> None:
         self._metadata = metadata
         self._manager = manager
+        # Checkpoint images on their way into (dumps) or out of (restores) the content store.
+        self._workdir = workdir or Path(tempfile.gettempdir())
+        for stale in self._workdir.glob(f"{ckpt.DUMP_PREFIX}*"):
+            shutil.rmtree(stale, ignore_errors=True)  # a dump interrupted by a daemon crash
+
+    def _content(self) -> ContentStore:
+        content = self._metadata.content
+        if content is None:
+            raise FailedPrecondition("no content store loaded")
+        return content
+
+    def _restore_dir(self, ctx: RequestContext, container_id: str) -> Path:
+        """Where a task's checkpoint is unpacked: it must live until Start has restored it."""
+        return self._workdir / ckpt.RESTORE_DIR / namespace_required(ctx) / container_id
+
+    async def _unpack_checkpoint(self, ctx: RequestContext, container_id: str, desc: Any) -> str:
+        if desc.media_type != ckpt.MEDIA_TYPE_CHECKPOINT:
+            raise InvalidArgument(f"unsupported checkpoint type {desc.media_type!r}")
+        content = self._content()
+        digest = parse_digest(desc.digest)
+        content.info(ctx, digest)  # NotFound unless the namespace holds it
+        path = getattr(content.backend, "path", None)
+        if path is None:
+            raise InvalidArgument("content backend cannot open blobs by path")
+        target = self._restore_dir(ctx, container_id)
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True, mode=0o700)
+        try:
+            await asyncio.to_thread(_unpack, path(digest), target)
+        except BaseException:
+            shutil.rmtree(target, ignore_errors=True)
+            raise
+        return str(target)
+
+    def _drop_restore_dir(self, ctx: RequestContext, container_id: str) -> None:
+        shutil.rmtree(self._restore_dir(ctx, container_id), ignore_errors=True)
 
     def register(self, server: grpc.aio.Server) -> None:
         """Add this service to ``server``."""
@@ -57,8 +148,17 @@ class TasksService(pb_grpc.TasksServicer):
     async def Create(self, request: pb.CreateTaskRequest, context: Any) -> pb.CreateTaskResponse:
         ctx = request_context(context)
         container = self._metadata.containers.get(ctx, request.container_id)
-        if request.HasField("checkpoint") and request.checkpoint.digest:
-            raise Unimplemented("restoring from a checkpoint is not implemented")
+        checkpoint = restore_image_path(request.options if request.HasField("options") else None)
+        unpacked = False
+        if not checkpoint and request.HasField("checkpoint") and request.checkpoint.digest:
+            try:
+                self._manager.get(ctx, container.id)
+            except NotFound:
+                pass
+            else:  # never unpack over the images of a task that waits for its Start
+                raise AlreadyExists(f"task {container.id}")
+            checkpoint = await self._unpack_checkpoint(ctx, container.id, request.checkpoint)
+            unpacked = True
         options = None
         if request.HasField("options"):
             options = request.options.SerializeToString()
@@ -68,31 +168,45 @@ class TasksService(pb_grpc.TasksServicer):
             options = any_pb2.Any(
                 type_url=container.runtime.options.type_url, value=container.runtime.options.value
             ).SerializeToString()
-        task = await self._manager.create(
-            ctx,
-            container,
-            rootfs=list(request.rootfs),
-            stdin=request.stdin,
-            stdout=request.stdout,
-            stderr=request.stderr,
-            terminal=request.terminal,
-            options=options,
-            runtime_path=request.runtime_path,
-        )
+        try:
+            task = await self._manager.create(
+                ctx,
+                container,
+                rootfs=list(request.rootfs),
+                stdin=request.stdin,
+                stdout=request.stdout,
+                stderr=request.stderr,
+                terminal=request.terminal,
+                options=options,
+                runtime_path=request.runtime_path,
+                checkpoint=checkpoint,
+            )
+        except BaseException:
+            if unpacked:
+                self._drop_restore_dir(ctx, container.id)
+            raise
         return pb.CreateTaskResponse(container_id=container.id, pid=task.pid)
 
     async def Start(self, request: pb.StartRequest, context: Any) -> pb.StartResponse:
+        ctx = request_context(context)
         reply = await self._manager.call(
-            request_context(context),
+            ctx,
             request.container_id,
             "Start",
             shim_pb2.StartRequest(id=request.container_id, exec_id=request.exec_id),
             shim_pb2.StartResponse,
         )
+        if not request.exec_id:
+            # Shims restore a checkpointed task at Start: its unpacked images are no longer needed.
+            self._drop_restore_dir(ctx, request.container_id)
         return pb.StartResponse(pid=reply.pid)  # type: ignore[attr-defined]
 
     async def Delete(self, request: pb.DeleteTaskRequest, context: Any) -> pb.DeleteResponse:
-        reply = await self._manager.delete(request_context(context), request.container_id)
+        ctx = request_context(context)
+        try:
+            reply = await self._manager.delete(ctx, request.container_id)
+        finally:
+            self._drop_restore_dir(ctx, request.container_id)
         out = pb.DeleteResponse(id=request.container_id, pid=reply.pid, exit_status=reply.exit_status)
         out.exited_at.CopyFrom(reply.exited_at)
         return out
@@ -203,7 +317,60 @@ class TasksService(pb_grpc.TasksServicer):
         return pb.ListPidsResponse(processes=list(reply.processes))  # type: ignore[attr-defined]
 
     async def Checkpoint(self, request: pb.CheckpointTaskRequest, context: Any) -> pb.CheckpointTaskResponse:
-        raise Unimplemented("checkpoint is not implemented")
+        ctx = request_context(context)
+        container = self._metadata.containers.get(ctx, request.container_id)
+        task = self._manager.get(ctx, container.id)
+        options = request.options if request.HasField("options") else None
+        image_path = checkpoint_image_path(options)
+        if image_path:
+            # The client keeps the images at a path of its own: nothing goes to the content store.
+            await self._shim_checkpoint(task, image_path, options)
+            return pb.CheckpointTaskResponse()
+        self._workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        image = tempfile.mkdtemp(prefix=ckpt.DUMP_PREFIX, dir=self._workdir)
+        try:
+            await self._shim_checkpoint(task, image, options)
+            token = uuid.uuid4().hex[:12]
+            images = await self._store(
+                ctx,
+                f"checkpoint-{container.id}-{token}",
+                ckpt.MEDIA_TYPE_CHECKPOINT,
+                lambda write: ckpt.pack_dir(image, write),
+            )
+            spec = any_pb2.Any()
+            if container.spec is not None:
+                spec = any_pb2.Any(type_url=container.spec.type_url, value=container.spec.value)
+            data = spec.SerializeToString()
+            config = await self._store(
+                ctx, f"checkpoint-{container.id}-{token}-spec", ckpt.MEDIA_TYPE_CONFIG, lambda write: write(data)
+            )
+        finally:
+            await asyncio.to_thread(shutil.rmtree, image, True)
+        return pb.CheckpointTaskResponse(descriptors=[images, config])
+
+    async def _shim_checkpoint(self, task: Any, path: str, options: any_pb2.Any | None) -> None:
+        shim_req = shim_pb2.CheckpointTaskRequest(id=task.id, path=path)
+        if options is not None:
+            shim_req.options.CopyFrom(options)
+        await task.client.call("Checkpoint", shim_req, empty_pb2.Empty, CHECKPOINT_TIMEOUT)
+
+    async def _store(self, ctx: RequestContext, ref: str, media_type: str, produce: Any) -> descriptor_pb2.Descriptor:
+        """Write one blob (under the request's lease) and describe it."""
+        content = self._content()
+        writer = content.writer(ctx, ref)
+        try:
+            size = await asyncio.to_thread(_write_stream, writer, produce)
+            try:
+                digest = writer.commit(size, "")
+            except AlreadyExists:
+                digest = writer.digest()  # the namespace already holds these exact bytes
+        except BaseException:
+            writer.close()
+            with contextlib.suppress(NotFound):
+                content.abort(ctx, ref)
+            raise
+        writer.close()
+        return descriptor_pb2.Descriptor(media_type=media_type, digest=digest, size=size)
 
     async def Update(self, request: pb.UpdateTaskRequest, context: Any) -> empty_pb2.Empty:
         shim_req = shim_pb2.UpdateTaskRequest(id=request.container_id, annotations=dict(request.annotations))
@@ -232,7 +399,7 @@ class TasksService(pb_grpc.TasksServicer):
 
 
 def _init(ctx: InitContext) -> TasksService:
-    return TasksService(ctx.plugins.first(types.METADATA), ctx.plugins.first(types.RUNTIME_V2))
+    return TasksService(ctx.plugins.first(types.METADATA), ctx.plugins.first(types.RUNTIME_V2), ctx.root)
 
 
 REGISTRATION = Registration(type=types.GRPC, id="tasks", init=_init, requires=(types.METADATA, types.RUNTIME_V2))

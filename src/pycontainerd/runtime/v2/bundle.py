@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
+import re
 import shutil
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 from pycontainerd import identifiers
 from pycontainerd.errdefs import AlreadyExists, InvalidArgument
+from pycontainerd.snapshots import mount as mounting
 
-if TYPE_CHECKING:
-    from pathlib import Path
+log = logging.getLogger(__name__)
+MOUNTINFO = Path("/proc/self/mountinfo")
 
 CONFIG = "config.json"
 BOOTSTRAP = "bootstrap.json"
@@ -69,12 +72,55 @@ class Bundle:
         except FileNotFoundError:
             return ""
 
+    def unmount(self) -> None:
+        """Unmount whatever is mounted in the bundle (the rootfs, normally), deepest first.
+
+        A shim unmounts the rootfs it mounted when it deletes its task; this is for the shims
+        that could not (one that died, or whose Delete failed). Busy mounts are detached lazily.
+
+        Raises:
+            OSError: If a mount cannot be removed.
+        """
+        for point in mount_points_under(self.path):
+            mounting.unmount_all(point)
+
     def delete(self) -> None:
-        """Remove the bundle and its work directory (the rootfs must be unmounted)."""
+        """Unmount what is left in the bundle, then remove it and its work directory.
+
+        The bundle stays if a mount cannot be removed (removing files through it would delete
+        the container's root filesystem); the next daemon start finds it and tries again.
+        """
+        try:
+            self.unmount()
+        except OSError as exc:
+            log.error("bundle %s keeps a mount, not removed: %s", self.path, exc)
+            return
         with contextlib.suppress(OSError):
             os.rmdir(self.rootfs)
         shutil.rmtree(self.path, ignore_errors=True)
         shutil.rmtree(self.work, ignore_errors=True)
+
+
+_OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
+
+
+def mount_points_under(path: Path) -> list[str]:
+    """Mount points at or below ``path`` (from ``/proc/self/mountinfo``), deepest first."""
+    try:
+        text = MOUNTINFO.read_text()
+    except OSError:
+        return []
+    top = os.path.realpath(path)
+    found: set[str] = set()
+    for line in text.splitlines():
+        fields = line.split(" ", 5)
+        if len(fields) < 5:
+            continue
+        # The kernel escapes space, tab, newline and backslash in paths as \ooo.
+        point = _OCTAL_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), fields[4])
+        if point == top or point.startswith(top + "/"):
+            found.add(point)
+    return sorted(found, key=lambda p: (-p.count("/"), p))
 
 
 def new_bundle(state_root: Path, root: Path, namespace: str, task_id: str, spec: bytes | None) -> Bundle:

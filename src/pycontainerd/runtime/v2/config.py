@@ -8,6 +8,15 @@ it at Debian's Go shim with::
 
 ``options`` are runc options (``BinaryName``, ``Root``, ``SystemdCgroup``...) given to tasks that
 bring none of their own; ``BinaryName`` selects another OCI runtime (crun, runsc).
+
+``protocol`` asks the shim to serve its Task API over ``"ttrpc"`` (the default) or ``"grpc"``
+(containerd 2.x's bootstrap protocol). The daemon passes it in the shim's environment
+(``PYCONTAINERD_SHIM_PROTOCOL``); ``containerd-shim-pyrunc-v2`` honours it, other shims ignore
+it. Whatever the shim then prints in its bootstrap is what the daemon speaks::
+
+    [plugins."io.containerd.runtime.v2.task".runtimes."io.containerd.pygrpc.v2"]
+      path = "containerd-shim-pyrunc-v2"
+      protocol = "grpc"
 """
 
 from __future__ import annotations
@@ -38,12 +47,25 @@ _OPTION_FIELDS = {
 }
 
 
+SHIM_PROTOCOLS = ("ttrpc", "grpc")
+
+
 @dataclass(slots=True)
 class RuntimeEntry:
-    """One runtime name's shim and default options."""
+    """One runtime name's shim, default options and the protocol to ask the shim for."""
 
     path: str = ""
     options: dict[str, Any] = field(default_factory=dict)
+    protocol: str = "ttrpc"
+
+    def validate(self, name: str) -> None:
+        """Fail (InvalidArgument, naming the key) on an unknown option or protocol."""
+        self.runc_options(name)
+        if self.protocol not in SHIM_PROTOCOLS:
+            raise InvalidArgument(
+                f'plugins."io.containerd.runtime.v2.task".runtimes."{name}".protocol: unknown protocol '
+                f"{self.protocol!r} (known: {', '.join(SHIM_PROTOCOLS)})"
+            )
 
     def runc_options(self, name: str) -> bytes | None:
         """The options as a serialized ``Any`` (containerd.runc.v1.Options), or None if empty."""

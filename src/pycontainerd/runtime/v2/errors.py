@@ -1,4 +1,4 @@
-"""Errors from shims (ttrpc statuses) as errdefs kinds."""
+"""Errors from shims (ttrpc or gRPC statuses) as errdefs kinds."""
 
 from __future__ import annotations
 
@@ -21,6 +21,11 @@ _BY_CODE: dict[int, type[errdefs.ContainerdError]] = {
 }
 
 
+def from_status(code: int, message: str) -> errdefs.ContainerdError:
+    """The errdefs kind of a google.rpc status code (both ttrpc and gRPC carry these numbers)."""
+    return _BY_CODE.get(code, errdefs.Unknown)(message)
+
+
 def from_ttrpc(exc: BaseException) -> errdefs.ContainerdError:
     """Map a ttrpc failure to an errdefs kind (Unavailable when the shim is gone)."""
     if isinstance(exc, errdefs.ContainerdError):
@@ -28,7 +33,7 @@ def from_ttrpc(exc: BaseException) -> errdefs.ContainerdError:
     code = getattr(exc, "code", None)
     message = getattr(exc, "message", None) or str(exc)
     if isinstance(code, int) and code in _BY_CODE:
-        return _BY_CODE[code](message)
+        return from_status(code, message)
     if isinstance(exc, (ConnectionError, EOFError, OSError)):
         return errdefs.Unavailable(message if message.startswith("ttrpc:") else f"ttrpc: closed: {message}")
     return errdefs.Unknown(message)

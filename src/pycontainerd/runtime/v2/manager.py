@@ -7,7 +7,10 @@ the gRPC Tasks service translates its own messages to and from them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import signal
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -18,7 +21,8 @@ from pycontainerd.aio import spawn
 from pycontainerd.api.containerd.events import task_pb2 as task_events
 from pycontainerd.api.containerd.runtime.sandbox.v1 import sandbox_pb2
 from pycontainerd.api.containerd.runtime.task.v2 import shim_pb2
-from pycontainerd.errdefs import AlreadyExists, FailedPrecondition, NotFound, Unavailable
+from pycontainerd.api.containerd.types.task import task_pb2
+from pycontainerd.errdefs import AlreadyExists, ContainerdError, FailedPrecondition, NotFound, Unavailable
 from pycontainerd.namespaces import RequestContext, namespace_required
 from pycontainerd.runtime.v2 import bundle as bundles
 from pycontainerd.runtime.v2.config import with_runc_root
@@ -46,7 +50,13 @@ log = logging.getLogger(__name__)
 DEAD_SHIM_EXIT_STATUS = 255
 SHUTDOWN_TIMEOUT = 10.0
 RESTORE_TIMEOUT = 5.0
+# Giving up on a shim (failed create or delete): how long each of its calls may take, and how
+# long it gets to exit after Shutdown before it is killed (only a shim that serves nothing else).
+TEARDOWN_CALL_TIMEOUT = 5.0
+TEARDOWN_EXIT_TIMEOUT = 5.0
 SANDBOX_SERVICE = "containerd.runtime.sandbox.v1.Sandbox"
+# A task in these states is alive: a failed Delete of it is reported, nothing is torn down.
+_LIVE_STATES = (task_pb2.RUNNING, task_pb2.PAUSED, task_pb2.PAUSING)
 
 
 @dataclass(slots=True)
@@ -59,6 +69,7 @@ class ShimTask:
     runtime: str
     shim_log: ShimLog | None = None
     pid: int = 0
+    address: str = ""
     namespace: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -126,6 +137,7 @@ class TaskManager:
         options: bytes | None,
         runtime_path: str = "",
         sandbox_api: bool = False,
+        checkpoint: str = "",
     ) -> ShimTask:
         """Start a shim for ``container`` and create its task (with ``sandbox_api``: create the
         sandbox through the shim's Sandbox API instead, the container being the sandbox)."""
@@ -139,6 +151,7 @@ class TaskManager:
             binary = runtime_path or binary_for(entry.path if entry is not None and entry.path else runtime)
             if options is None and entry is not None:
                 options = entry.runc_options(runtime)
+            protocol = entry.protocol if entry is not None else ""
             if self._runc_root:
                 # Keep runc's state under our state dir: Go shims otherwise use containerd's
                 # /run/containerd/runc, which a real containerd on the same host also uses.
@@ -156,6 +169,7 @@ class TaskManager:
                     ttrpc_address=self._ttrpc_address,
                     options=options or b"",
                     debug=self._debug,
+                    protocol=protocol,
                 )
                 bundle.write_bootstrap(boot.address, boot.protocol, boot.version, binary, runtime)
                 client = await ShimClient.connect(boot, ns)
@@ -167,6 +181,7 @@ class TaskManager:
                     stdin=stdin,
                     stdout=stdout,
                     stderr=stderr,
+                    checkpoint=checkpoint,
                 )
                 if options:
                     request.options.ParseFromString(options)
@@ -183,32 +198,59 @@ class TaskManager:
                 else:
                     reply = await client.call("Create", request, shim_pb2.CreateTaskResponse)
             except BaseException:
-                await self._abandon(bundle, binary, client, shim_log)
+                address = boot.address if client is not None else ""
+                await self._teardown(bundle, binary, client, shim_log, exclusive=self._sole_user(address))
                 raise
-            task = ShimTask(bundle, client, binary, runtime, shim_log, reply.pid)
+            task = ShimTask(bundle, client, binary, runtime, shim_log, reply.pid, boot.address)
             self._tasks[key] = task
             self._watch(task)
             return task
 
-    async def _abandon(
-        self, bundle: bundles.Bundle, binary: str, client: ShimClient | None, shim_log: ShimLog | None
-    ) -> None:
-        """Undo a half-created task: stop the shim, clean up, remove the bundle."""
+    def _sole_user(self, address: str, task: ShimTask | None = None) -> bool:
+        """Whether no task we know but ``task`` is served by the shim at ``address``."""
+        if not address:
+            return False
+        return not any(t.address == address for t in self._tasks.values() if t is not task)
+
+    async def _teardown(
+        self,
+        bundle: bundles.Bundle,
+        binary: str,
+        client: ShimClient | None,
+        shim_log: ShimLog | None,
+        *,
+        exclusive: bool,
+    ) -> shim_pb2.DeleteResponse | None:
+        """Give up on a task its shim could not create or delete, leaving nothing behind.
+
+        The shim is asked to shut down (``now`` when it serves nothing else of ours: ours then
+        exits even though it still lists the task; a shim that stays anyway is killed, as it
+        serves nobody), ``<shim> delete`` cleans up the OCI runtime's state, then whatever is
+        still mounted in the bundle is unmounted and the bundle removed. Every step runs even
+        when an earlier one fails. Returns the ``delete`` binary's answer, if it gave one.
+        """
         if client is not None:
+            shim_pid = await _shim_pid(client, bundle.id) if exclusive else 0
             try:
-                # not "now": a grouped shim may serve other tasks; an empty one exits anyway
-                await client.call("Shutdown", shim_pb2.ShutdownRequest(id=bundle.id), empty_pb2.Empty, 5)
+                request = shim_pb2.ShutdownRequest(id=bundle.id, now=exclusive)
+                await client.call("Shutdown", request, empty_pb2.Empty, TEARDOWN_CALL_TIMEOUT)
             except Exception:
                 log.debug("shutdown of abandoned shim failed", exc_info=True)
+            if shim_pid:
+                await _reap_shim(shim_pid, TEARDOWN_EXIT_TIMEOUT)
             await client.close()
+        reply: shim_pb2.DeleteResponse | None = None
         if bundle.read_bootstrap() is not None:
             try:
-                await delete_shim(binary, bundle, grpc_address=self._grpc_address, ttrpc_address=self._ttrpc_address)
-            except Exception:
-                log.debug("shim delete failed", exc_info=True)
+                reply = await delete_shim(
+                    binary, bundle, grpc_address=self._grpc_address, ttrpc_address=self._ttrpc_address
+                )
+            except Exception as exc:
+                log.warning("shim delete of %s/%s failed: %s", bundle.namespace, bundle.id, exc)
         if shim_log is not None:
             shim_log.close()
-        bundle.delete()
+        await asyncio.to_thread(bundle.delete)
+        return reply
 
     async def call(
         self, ctx: RequestContext, task_id: str, method: str, request: Message, response_cls: type
@@ -261,7 +303,13 @@ class TaskManager:
         return reply
 
     async def delete(self, ctx: RequestContext, task_id: str) -> shim_pb2.DeleteResponse:
-        """Delete the task, stop its shim, remove its bundle."""
+        """Delete the task, stop its shim, remove its bundle.
+
+        When the shim fails to delete a task that is not running (e.g. the OCI runtime fails
+        after a failed start), the task is torn down anyway (see :meth:`_teardown`) and the
+        shim's error is raised: the task is gone, with its mounts and bundle. A running task
+        whose Delete fails is left as it is, as containerd does.
+        """
         ns = namespace_required(ctx)
         key = (ns, task_id)
         async with self._lock(key):
@@ -272,6 +320,15 @@ class TaskManager:
                 )
             except Unavailable:
                 reply = await self._cleanup_dead(task)
+            except ContainerdError as exc:
+                if await self._alive(task):
+                    raise
+                log.warning("shim failed to delete %s/%s, cleaning up after it: %s", ns, task_id, exc)
+                await self._teardown(
+                    task.bundle, task.binary, task.client, task.shim_log, exclusive=self._sole_user(task.address, task)
+                )
+                del self._tasks[key]
+                raise
             else:
                 try:
                     await task.client.call(
@@ -282,9 +339,23 @@ class TaskManager:
             await task.client.close()
             if task.shim_log is not None:
                 task.shim_log.close()
-            task.bundle.delete()
+            await asyncio.to_thread(task.bundle.delete)
             del self._tasks[key]
             return reply
+
+    async def _alive(self, task: ShimTask) -> bool:
+        """Whether the shim reports the task's init process as running or paused."""
+        try:
+            state = await task.client.call(
+                "State", shim_pb2.StateRequest(id=task.id), shim_pb2.StateResponse, TEARDOWN_CALL_TIMEOUT
+            )
+        except (NotFound, Unavailable):
+            return False
+        except ContainerdError:
+            # Unsure (a hung shim?): leave the task alone rather than pull its rootfs away.
+            log.debug("state of %s/%s after a failed delete", task.namespace, task.id, exc_info=True)
+            return True
+        return state.status in _LIVE_STATES
 
     async def _cleanup_dead(self, task: ShimTask) -> shim_pb2.DeleteResponse:
         try:
@@ -346,6 +417,7 @@ class TaskManager:
             shim_log: ShimLog | None = ShimLog(bundle)
         except OSError:
             shim_log = None
+        client: ShimClient | None = None
         try:
             # A dead shim's socket refuses at once; a hung one must not hold up start-up.
             client = await asyncio.wait_for(
@@ -356,13 +428,15 @@ class TaskManager:
             )
         except Exception as exc:
             log.warning("shim for %s/%s is gone: %s", bundle.namespace, bundle.id, exc)
+            if client is not None:
+                await client.close()
             dead = ShimTask(bundle, ShimClient(_Closed(), bundle.namespace, version), binary, runtime, shim_log)
             await self._cleanup_dead(dead)
             if shim_log is not None:
                 shim_log.close()
             bundle.delete()
             return
-        task = ShimTask(bundle, client, binary, runtime, shim_log, state.pid)
+        task = ShimTask(bundle, client, binary, runtime, shim_log, state.pid, address)
         self._tasks[(bundle.namespace, bundle.id)] = task
         self._watch(task)
         log.info("reconnected to shim", extra={"namespace": bundle.namespace, "id": bundle.id, "pid": state.pid})
@@ -375,6 +449,45 @@ class TaskManager:
             if task.shim_log is not None:
                 task.shim_log.close()
         self._tasks.clear()
+
+
+async def _shim_pid(client: ShimClient, task_id: str) -> int:
+    """The shim's PID from its Connect reply, or 0."""
+    try:
+        reply = await client.call(
+            "Connect", shim_pb2.ConnectRequest(id=task_id), shim_pb2.ConnectResponse, TEARDOWN_CALL_TIMEOUT
+        )
+    except ContainerdError:
+        return 0
+    return int(reply.shim_pid)
+
+
+async def _reap_shim(pid: int, timeout: float) -> None:  # noqa: ASYNC109
+    """Wait up to ``timeout`` for the shim ``pid`` to exit, then kill it.
+
+    Through a pidfd: the shim is not our child, and its PID could be reused once it exits.
+    """
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:
+        return  # already gone
+    loop = asyncio.get_running_loop()
+    exited: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        if not exited.done():
+            exited.set_result(None)
+
+    loop.add_reader(pidfd, readable)
+    try:
+        await asyncio.wait_for(exited, timeout)
+    except TimeoutError:
+        log.warning("shim %d did not exit after shutdown, killing it", pid)
+        with contextlib.suppress(OSError):
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+    finally:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
 
 
 class _Closed:

@@ -14,7 +14,7 @@ from pycontainerd.runtime.v2.manager import TaskManager
 async def _init(ctx: InitContext) -> TaskManager:
     config = ctx.config if isinstance(ctx.config, TaskConfig) else TaskConfig()
     for name, entry in config.runtimes.items():
-        entry.runc_options(name)  # a bad option fails here, naming the key
+        entry.validate(name)  # a bad option or protocol fails here, naming the key
     ctx.root.mkdir(parents=True, exist_ok=True, mode=0o711)
     ctx.state.mkdir(parents=True, exist_ok=True, mode=0o711)
     exchange = ctx.plugins.first(types.EVENT)

@@ -11,6 +11,9 @@ Facts of the protocol (measured against Debian's containerd-shim-runc-v2):
   end, or the shim blocks and dies.
 * ``... -bundle PATH delete`` cleans up after a shim that died and prints a serialized
   ``DeleteResponse``.
+* The bootstrap names the protocol: ``ttrpc`` (a bare address means ttrpc, Task API v2) or
+  ``grpc`` (containerd 2.x; Task API v3, address a plain socket path). Both are served by
+  :class:`ShimClient`, which hides the difference from the task manager.
 """
 
 from __future__ import annotations
@@ -26,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 from pycontainerd.aio import spawn
 from pycontainerd.api.containerd.runtime.task.v2 import shim_pb2
-from pycontainerd.errdefs import FailedPrecondition, InvalidArgument, NotFound
-from pycontainerd.namespaces import TTRPC_NAMESPACE_HEADER
+from pycontainerd.errdefs import FailedPrecondition, InvalidArgument, NotFound, Unimplemented
+from pycontainerd.namespaces import GRPC_NAMESPACE_HEADER, TTRPC_NAMESPACE_HEADER
 
 if TYPE_CHECKING:
     from google.protobuf.message import Message
@@ -41,6 +44,10 @@ DELETE_TIMEOUT = 30.0
 CALL_TIMEOUT = 60.0
 TASK_SERVICE_V2 = "containerd.task.v2.Task"
 TASK_SERVICE_V3 = "containerd.task.v3.Task"
+MAX_SHIM_VERSION = 3
+# Set by the task manager from a runtime's ``protocol`` config: the protocol it asks the shim to
+# serve. Shims that do not know the variable ignore it; the bootstrap says what a shim serves.
+PROTOCOL_ENV = "PYCONTAINERD_SHIM_PROTOCOL"
 
 
 def binary_for(runtime: str) -> str:
@@ -81,18 +88,28 @@ class Bootstrap:
     def socket_path(self) -> str:
         """The unix socket path inside ``address``."""
         addr = self.address
-        for prefix in ("ttrpc+unix://", "unix://"):
+        for prefix in ("ttrpc+unix://", "grpc+unix://", "unix://"):
             if addr.startswith(prefix):
                 return addr[len(prefix) :]
         return addr
 
 
 def parse_start_output(out: bytes) -> Bootstrap:
-    """The shim's ``start`` output: bootstrap JSON (containerd 2.x) or a bare address."""
+    """The shim's ``start`` output: bootstrap JSON (containerd 2.x) or a bare address.
+
+    Raises:
+        FailedPrecondition: If there is no address.
+        Unimplemented: For a Task API version above :data:`MAX_SHIM_VERSION`.
+    """
     text = out.decode(errors="replace").strip()
     if text.startswith("{"):
         data = json.loads(text)
-        return Bootstrap(str(data["address"]), str(data.get("protocol", "ttrpc")), int(data.get("version", 2)))
+        version = int(data.get("version", 2))
+        if version >= 2:
+            if version > MAX_SHIM_VERSION:
+                raise Unimplemented(f"unsupported shim version ({version})")
+            protocol = str(data.get("protocol") or "ttrpc").lower()
+            return Bootstrap(str(data["address"]), protocol, version)
     if not text:
         raise FailedPrecondition("shim start printed no address")
     return Bootstrap(text.splitlines()[-1].strip())
@@ -123,9 +140,10 @@ class ShimLog:
         self._task.cancel()
 
 
-def shim_env(namespace: str, grpc_address: str, ttrpc_address: str) -> dict[str, str]:
-    """The environment a shim starts with."""
+def shim_env(namespace: str, grpc_address: str, ttrpc_address: str, protocol: str = "") -> dict[str, str]:
+    """The environment a shim starts with (``protocol``: the one to ask it for, if any)."""
     env = dict(os.environ)
+    env.pop(PROTOCOL_ENV, None)  # only ever the runtime's own choice, never the daemon's environment
     env.update(
         {
             "GOMAXPROCS": "2",
@@ -135,6 +153,8 @@ def shim_env(namespace: str, grpc_address: str, ttrpc_address: str) -> dict[str,
             "NAMESPACE": namespace,
         }
     )
+    if protocol:
+        env[PROTOCOL_ENV] = protocol
     return env
 
 
@@ -170,13 +190,21 @@ def shim_args(
 
 
 async def start_shim(
-    binary: str, bundle: Bundle, *, grpc_address: str, ttrpc_address: str, options: bytes = b"", debug: bool = False
+    binary: str,
+    bundle: Bundle,
+    *,
+    grpc_address: str,
+    ttrpc_address: str,
+    options: bytes = b"",
+    debug: bool = False,
+    protocol: str = "",
 ) -> Bootstrap:
-    """Run ``<shim> start`` for ``bundle`` and return where the shim listens."""
+    """Run ``<shim> start`` for ``bundle`` and return where the shim listens (``protocol``: the
+    one to ask for through :data:`PROTOCOL_ENV`; the shim's bootstrap has the last word)."""
     proc = await asyncio.create_subprocess_exec(
         *shim_args(binary, bundle.namespace, grpc_address, bundle.id, "start", debug=debug),
         cwd=bundle.path,
-        env=shim_env(bundle.namespace, grpc_address, ttrpc_address),
+        env=shim_env(bundle.namespace, grpc_address, ttrpc_address, protocol),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
@@ -218,29 +246,48 @@ async def delete_shim(binary: str, bundle: Bundle, *, grpc_address: str, ttrpc_a
 
 
 class ShimClient:
-    """The Task API of one shim, over ttrpc."""
+    """The Task API of one shim, over ttrpc or gRPC (the bootstrap's protocol)."""
 
-    def __init__(self, client: Any, namespace: str, version: int) -> None:
+    def __init__(self, client: Any, namespace: str, version: int, protocol: str = "ttrpc") -> None:
         self._client = client
         self._namespace = namespace
         self._service = TASK_SERVICE_V3 if version >= 3 else TASK_SERVICE_V2
+        self._header = GRPC_NAMESPACE_HEADER if protocol == "grpc" else TTRPC_NAMESPACE_HEADER
+        self.protocol = protocol
 
     @classmethod
     async def connect(cls, bootstrap: Bootstrap, namespace: str) -> ShimClient:
-        """Connect to a shim's ttrpc socket."""
-        from pycontainerd.ttrpc.client import Client
+        """Connect to a shim's socket with the protocol its bootstrap names.
 
-        if bootstrap.protocol != "ttrpc":
-            raise FailedPrecondition(f"unsupported shim protocol {bootstrap.protocol}")
-        client = await Client.connect(bootstrap.socket_path)
-        return cls(client, namespace, bootstrap.version)
+        Raises:
+            FailedPrecondition: For a protocol other than ttrpc and grpc.
+            Unavailable: If the shim does not answer.
+        """
+        from pycontainerd.runtime.v2.errors import from_ttrpc
+
+        protocol = bootstrap.protocol.lower()
+        if protocol == "ttrpc":
+            from pycontainerd.ttrpc.client import Client
+
+            try:
+                client: Any = await Client.connect(bootstrap.socket_path)
+            except OSError as exc:
+                raise from_ttrpc(exc) from exc
+        elif protocol == "grpc":
+            # Imported here: ttrpc-only daemons and tests never load grpc for the runtime.
+            from pycontainerd.runtime.v2.grpc_client import GrpcConnection
+
+            client = await GrpcConnection.connect(bootstrap.socket_path)
+        else:
+            raise FailedPrecondition(f"unsupported shim protocol {bootstrap.protocol!r} (ttrpc or grpc)")
+        return cls(client, namespace, bootstrap.version, protocol)
 
     async def call(
         self,
         method: str,
         request: Message,
         response_cls: type[Any],
-        timeout: float = CALL_TIMEOUT,  # noqa: ASYNC109 - the timeout travels in the ttrpc request
+        timeout: float = CALL_TIMEOUT,  # noqa: ASYNC109 - the timeout travels in the request
         service: str = "",
     ) -> Any:
         """One Task API call (or one of ``service``, e.g. the shim's Sandbox API); shim errors
@@ -253,7 +300,7 @@ class ShimClient:
                 method,
                 request,
                 response_cls,
-                metadata={TTRPC_NAMESPACE_HEADER: [self._namespace]},
+                metadata={self._header: [self._namespace]},
                 timeout=timeout,
             )
         except Exception as exc:
