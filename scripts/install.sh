@@ -16,6 +16,8 @@ APT_PACKAGES=(
   docker-registry                          # a real OCI registry on 127.0.0.1 for pull/push tests
   criu                                     # checkpoint/restore of containers (runc checkpoint)
   crun                                     # a second OCI runtime, selected with BinaryName
+  btrfs-progs                              # mkfs.btrfs for the btrfs snapshotter's tests (the code uses ioctls)
+  e2fsprogs                                # mkfs.ext4 + debugfs: the blockfile snapshotter's scratch image
   python3-venv
   iproute2 procps util-linux
 )

@@ -10,6 +10,11 @@ data, and absolute lowerdir paths fill 4 KiB at ~175 layers. :func:`compact_lowe
 rewrites the lowerdirs relative to their common directory and records that directory in
 ``Mount.chdir``; :func:`mount` then makes the syscall from a thread whose working directory
 (and only that thread's, thanks to ``unshare(CLONE_FS)``) is ``chdir``.
+
+The ``loop`` option (block-file snapshotters: ``ext4`` images) is handled here as containerd
+does: the source file is attached to a loop device with autoclear (see :mod:`.loopdev`), that
+device is mounted, and the kernel detaches it when the mount goes. ``direct-io`` next to
+``loop`` sets direct I/O on the device instead of reaching the filesystem.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ import posixpath
 import threading
 from dataclasses import replace
 from typing import TYPE_CHECKING
+
+from pycontainerd.snapshots import loopdev
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -112,6 +119,17 @@ def parse_options(options: Sequence[str]) -> tuple[int, str]:
     return flags, ",".join(data)
 
 
+def split_loop_options(options: Sequence[str]) -> tuple[bool, bool, tuple[str, ...]]:
+    """``(loop, direct_io, other options)``: whether ``loop`` (and with it ``direct-io``) was asked for.
+
+    ``direct-io`` is a loop-device setting only when ``loop`` is present; otherwise it stays
+    among the options for the filesystem.
+    """
+    loop = "loop" in options
+    rest = tuple(o for o in options if o != "loop" and not (loop and o == "direct-io"))
+    return loop, loop and "direct-io" in options, rest
+
+
 def _check(rc: int, what: str) -> None:
     if rc != 0:
         err = ctypes.get_errno()
@@ -191,7 +209,8 @@ def mount(m: Mount, target: str | os.PathLike[str]) -> None:
     target = os.path.abspath(target)  # before any chdir
     if m.type == "overlay" and _too_long(m.options):
         m = compact_lowerdir(m)
-    flags, data = parse_options(m.options)
+    loop, direct_io, options = split_loop_options(m.options)
+    flags, data = parse_options(options)
     if m.type == "bind":
         # "mount -t bind" means a bind mount; mount(2) itself has no "bind" filesystem.
         flags |= MS_BIND
@@ -202,7 +221,16 @@ def mount(m: Mount, target: str | os.PathLike[str]) -> None:
     def do_mount() -> None:
         _sys_mount(m.source, target, m.type, plain, data)
 
-    if m.chdir:
+    if loop and not plain & MS_REMOUNT:
+        backing = os.path.join(m.chdir, m.source) if m.chdir else m.source
+        # The descriptor is closed right after the mount: from then on the mount alone holds
+        # the device, and autoclear detaches it on unmount (or now, if the mount failed).
+        with loopdev.attached(backing, read_only=bool(plain & MS_RDONLY), direct_io=direct_io) as device:
+            try:
+                _sys_mount(device, target, m.type, plain, data)
+            except OSError as exc:
+                raise OSError(exc.errno, f"{exc.strerror} (loop device for {backing!r})") from exc
+    elif m.chdir:
         _run_in_dir(m.chdir, do_mount)
     else:
         do_mount()

@@ -2,6 +2,9 @@
 
 Config tables mirror containerd's (``[plugins."io.containerd.snapshotter.v1.overlayfs"]``):
 ``root_path`` overrides the plugin's root, which is exported as ``root`` for introspection.
+``btrfs`` skips itself unless its root is on btrfs; ``blockfile`` unless loop devices and a
+scratch image (configured, or made with e2fsprogs) can be had. devmapper is not offered: see
+docs/snapshotters.md.
 """
 
 from __future__ import annotations
@@ -12,6 +15,9 @@ from pathlib import Path
 
 from pycontainerd.plugin import types
 from pycontainerd.plugin.registration import InitContext, Registration, SkipPlugin
+from pycontainerd.snapshots import blockfile, btrfs, loopdev
+from pycontainerd.snapshots.blockfile import BlockfileSnapshotter
+from pycontainerd.snapshots.btrfs import BtrfsSnapshotter
 from pycontainerd.snapshots.native import NativeSnapshotter
 from pycontainerd.snapshots.overlay import OverlaySnapshotter, unsupported_reason
 
@@ -39,6 +45,33 @@ class OverlayConfig:
     """Accepted for compatibility; ID-remapped snapshots are not supported yet."""
     mount_options: list[str] = field(default_factory=list)
     """Extra options for overlay mounts (not for bind mounts)."""
+
+
+@dataclass(slots=True)
+class BtrfsConfig:
+    """``[plugins."io.containerd.snapshotter.v1.btrfs"]``."""
+
+    root_path: str = ""
+    """Directory for snapshots and their metadata, on a mounted btrfs; empty means the plugin's root."""
+
+
+@dataclass(slots=True)
+class BlockfileConfig:
+    """``[plugins."io.containerd.snapshotter.v1.blockfile"]``."""
+
+    root_path: str = ""
+    """Directory for snapshots and their metadata; empty means the plugin's root."""
+    scratch_file: str = ""
+    """An empty filesystem image copied as every base snapshot; empty means one is made with
+    mkfs.ext4 (pycontainerd only: containerd skips the plugin without it)."""
+    fs_type: str = "ext4"
+    """Filesystem inside the images, used as the mount type."""
+    mount_options: list[str] = field(default_factory=list)
+    """Options of every mount; ``loop`` is added when missing (empty means just ``loop``)."""
+    recreate_scratch: bool = False
+    """Replace ``<root>/scratch`` at every start instead of keeping the existing one."""
+    scratch_size: str = blockfile.DEFAULT_SCRATCH_SIZE
+    """Size of a scratch image made with mkfs.ext4 (sparse: only what is written takes space)."""
 
 
 def _platform() -> dict[str, str]:
@@ -74,7 +107,40 @@ def _init_overlay(ctx: InitContext) -> OverlaySnapshotter:
     return snapshotter
 
 
+def _init_btrfs(ctx: InitContext) -> BtrfsSnapshotter:
+    config = ctx.config if isinstance(ctx.config, BtrfsConfig) else BtrfsConfig()
+    root = _root(ctx, config.root_path)
+    reason = btrfs.unsupported_reason(root)
+    if reason is not None:
+        raise SkipPlugin(reason)
+    snapshotter = BtrfsSnapshotter(root)
+    ctx.on_close.append(snapshotter.close)
+    return snapshotter
+
+
+def _init_blockfile(ctx: InitContext) -> BlockfileSnapshotter:
+    config = ctx.config if isinstance(ctx.config, BlockfileConfig) else BlockfileConfig()
+    root = _root(ctx, config.root_path)
+    if not Path(loopdev.LOOP_CONTROL).exists():
+        raise SkipPlugin(f"loop devices are not available ({loopdev.LOOP_CONTROL} is missing)")
+    reason = blockfile.missing_tools(config.fs_type, config.scratch_file)
+    if reason is not None:
+        raise SkipPlugin(reason)
+    snapshotter = BlockfileSnapshotter(
+        root,
+        scratch_file=config.scratch_file,
+        fs_type=config.fs_type,
+        mount_options=tuple(config.mount_options),
+        recreate_scratch=config.recreate_scratch,
+        scratch_size=config.scratch_size,
+    )
+    ctx.on_close.append(snapshotter.close)
+    return snapshotter
+
+
 NATIVE_REGISTRATION = Registration(type=types.SNAPSHOT, id="native", init=_init_native, config=NativeConfig)
 OVERLAY_REGISTRATION = Registration(type=types.SNAPSHOT, id="overlayfs", init=_init_overlay, config=OverlayConfig)
-REGISTRATIONS = (OVERLAY_REGISTRATION, NATIVE_REGISTRATION)
-"""Both, overlayfs first (containerd's default snapshotter)."""
+BTRFS_REGISTRATION = Registration(type=types.SNAPSHOT, id="btrfs", init=_init_btrfs, config=BtrfsConfig)
+BLOCKFILE_REGISTRATION = Registration(type=types.SNAPSHOT, id="blockfile", init=_init_blockfile, config=BlockfileConfig)
+REGISTRATIONS = (OVERLAY_REGISTRATION, NATIVE_REGISTRATION, BTRFS_REGISTRATION, BLOCKFILE_REGISTRATION)
+"""overlayfs first (containerd's default snapshotter), then native, btrfs and blockfile."""
