@@ -48,11 +48,17 @@ class ImageManifest:
         return Platform(self.config.get("os", ""), self.config.get("architecture", ""), self.config.get("variant", ""))
 
 
-def _descriptor(raw: dict[str, Any]) -> Descriptor:
+def descriptor_from_json(raw: dict[str, Any], *, media_type_required: bool = True) -> Descriptor:
+    """A descriptor as an index or manifest spells it; InvalidArgument when malformed."""
     try:
-        return Descriptor(raw["mediaType"], raw["digest"], int(raw["size"]), dict(raw.get("annotations") or {}))
-    except (KeyError, TypeError, ValueError) as exc:
+        media_type = raw["mediaType"] if media_type_required else raw.get("mediaType", "")
+        return Descriptor(media_type, raw["digest"], int(raw["size"]), dict(raw.get("annotations") or {}))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise InvalidArgument(f"invalid descriptor {raw!r}") from exc
+
+
+def _descriptor(raw: dict[str, Any]) -> Descriptor:
+    return descriptor_from_json(raw)
 
 
 def _load(read: ReadBlob, desc: Descriptor) -> dict[str, Any]:

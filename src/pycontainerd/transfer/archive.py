@@ -24,7 +24,7 @@ from pycontainerd.archive.rootpath import clean_name
 from pycontainerd.core.content import parse_digest
 from pycontainerd.core.images import Descriptor
 from pycontainerd.errdefs import InvalidArgument
-from pycontainerd.images.manifest import DOCKER_MANIFEST, INDEXES, MANIFESTS, OCI_INDEX
+from pycontainerd.images.manifest import DOCKER_MANIFEST, INDEXES, MANIFESTS, OCI_INDEX, descriptor_from_json
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
@@ -185,7 +185,7 @@ def children(document: dict[str, Any]) -> list[Descriptor]:
     if "config" in document:
         raw = [document["config"], *(document.get("layers") or [])]
     for d in raw:
-        out.append(Descriptor(d.get("mediaType", ""), d["digest"], int(d["size"]), dict(d.get("annotations") or {})))
+        out.append(descriptor_from_json(d, media_type_required=False))
     return out
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING
+import io
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pycontainerd.aio import spawn
 from pycontainerd.api.containerd.types.transfer import streaming_pb2 as tpb
@@ -19,8 +20,11 @@ from pycontainerd.streaming.manager import EndOfStream
 from pycontainerd.typeurl import name_of, pack
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Coroutine
+
     from pycontainerd.streaming.manager import Stream
 
+T = TypeVar("T")
 MAX_READ = 32 * 1024
 WINDOW = 2 * MAX_READ
 CLOSE_TIMEOUT = 5.0
@@ -126,3 +130,36 @@ class ByteWriter:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+
+class LoopBridge:
+    """Lets a worker thread run a function on the event loop and wait for its result."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        async def run() -> T:
+            return fn(*args, **kwargs)
+
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result()
+
+    def wait(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+
+class BlockingReader(io.RawIOBase):
+    """A blocking raw file over a :class:`ByteReader`, for a worker thread (wrap it in a
+    ``BufferedReader`` for ``peek`` and efficient small reads)."""
+
+    def __init__(self, bridge: LoopBridge, reader: ByteReader) -> None:
+        self._bridge = bridge
+        self._reader = reader
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        data = self._bridge.wait(self._reader.read(len(buffer)))
+        buffer[: len(data)] = data
+        return len(data)

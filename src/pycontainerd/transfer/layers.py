@@ -22,33 +22,17 @@ from pycontainerd.core.snapshots import Kind
 from pycontainerd.diff.apply import apply_stream
 from pycontainerd.diff.layer import COMPRESSORS, MEDIA_TYPE_GZIP, make_layer
 from pycontainerd.errdefs import InvalidArgument, NotFound
-from pycontainerd.transfer.bytestream import ByteReader, ByteWriter
+from pycontainerd.transfer.bytestream import BlockingReader, ByteReader, ByteWriter, LoopBridge
 from pycontainerd.transfer.objects import Progress
 
 if TYPE_CHECKING:
     from pycontainerd.core.snapshots import Mount
     from pycontainerd.metadata.snapshots import NamespacedSnapshotter
     from pycontainerd.namespaces import RequestContext
-    from pycontainerd.transfer.local import LocalTransfer, LoopBridge
+    from pycontainerd.transfer.local import LocalTransfer
     from pycontainerd.transfer.objects import ProgressFn, ReadStream, SnapshotTarget, WriteStream
 
 READ_BUFFER = 1 << 20
-
-
-class _RawStream(io.RawIOBase):
-    """A blocking raw file over an async byte stream (wrap in BufferedReader for ``peek``)."""
-
-    def __init__(self, bridge: LoopBridge, reader: ByteReader) -> None:
-        self._bridge = bridge
-        self._reader = reader
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        data = self._bridge.wait(self._reader.read(len(buffer)))
-        buffer[: len(data)] = data
-        return len(data)
 
 
 def _snapshotter(engine: LocalTransfer, name: str) -> NamespacedSnapshotter:
@@ -63,8 +47,6 @@ async def layer_to_snapshot(
     engine: LocalTransfer, ctx: RequestContext, source: ReadStream, target: SnapshotTarget, progress: ProgressFn
 ) -> None:
     """Apply the layer the client streams and commit it as ``target.key``."""
-    from pycontainerd.transfer.local import LoopBridge
-
     if not target.key:
         raise InvalidArgument("snapshot key required")
     snapshotter = _snapshotter(engine, target.snapshotter)
@@ -72,7 +54,7 @@ async def layer_to_snapshot(
     mounts = snapshotter.prepare(ctx, work_key, target.parent)
     try:
         progress(Progress("extracting", target.key))
-        raw = io.BufferedReader(_RawStream(LoopBridge(asyncio.get_running_loop()), ByteReader(source.stream)))
+        raw = io.BufferedReader(BlockingReader(LoopBridge(asyncio.get_running_loop()), ByteReader(source.stream)))
         applied = await asyncio.to_thread(apply_stream, raw, source.media_type, mounts)
         snapshotter.commit(ctx, target.key, work_key, target.labels)
     except BaseException:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import io
 import json
 import logging
 import uuid
@@ -25,7 +26,7 @@ from pycontainerd.images.unpack import LayerOpener, unpack
 from pycontainerd.namespaces import RequestContext
 from pycontainerd.remotes.limits import Limits
 from pycontainerd.transfer.archive import IMAGE_NAME_ANNOTATION, REF_NAME_ANNOTATION, export_archive, import_archive
-from pycontainerd.transfer.bytestream import ByteReader, ByteWriter
+from pycontainerd.transfer.bytestream import BlockingReader, ByteReader, ByteWriter, LoopBridge
 from pycontainerd.transfer.objects import (
     ExportStream,
     ImageStoreTarget,
@@ -42,7 +43,7 @@ from pycontainerd.transfer.objects import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+    from collections.abc import AsyncIterator, Callable, Mapping
 
     from pycontainerd.metadata.content import ContentStore
     from pycontainerd.metadata.plugin import Metadata
@@ -70,22 +71,6 @@ class TransferConfig:
     """Where ``hosts.toml`` files live (``<config_path>/<host>/hosts.toml``)."""
     fetch_referrers: bool = False
     """Also fetch the OCI 1.1 referrers (signatures, SBOMs) of every manifest pulled."""
-
-
-class LoopBridge:
-    """Lets a worker thread run a function on the event loop and wait for its result."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-
-    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        async def run() -> T:
-            return fn(*args, **kwargs)
-
-        return asyncio.run_coroutine_threadsafe(run(), self._loop).result()
-
-    def wait(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
 
 class _ContentSink:
@@ -147,17 +132,6 @@ class _ContentSource:
 
     def size(self, digest: str) -> int:
         return self._bridge.call(self._content.info, self._ctx, digest).size
-
-
-class _SyncReader:
-    """A blocking file object over an async byte stream, for a worker thread."""
-
-    def __init__(self, bridge: LoopBridge, reader: ByteReader) -> None:
-        self._bridge = bridge
-        self._reader = reader
-
-    def read(self, size: int = -1) -> bytes:
-        return self._bridge.wait(self._reader.read(size))
 
 
 class _SyncWriter:
@@ -433,10 +407,10 @@ class LocalTransfer:
         async with self._lease(ctx) as leased:
             progress(Progress("Importing"))
             bridge = LoopBridge(asyncio.get_running_loop())
-            reader = _SyncReader(bridge, ByteReader(source.stream))
+            reader = io.BufferedReader(BlockingReader(bridge, ByteReader(source.stream)), 1 << 20)
             sink = _ContentSink(bridge, self._content, leased)
             try:
-                imported = await asyncio.to_thread(import_archive, reader, sink)  # type: ignore[arg-type]
+                imported = await asyncio.to_thread(import_archive, reader, sink)
             finally:
                 source.stream.close()
 
@@ -509,4 +483,4 @@ def _platform_filter(platforms: tuple[Platform, ...]) -> Callable[[dict[str, Any
     return keep
 
 
-__all__ = ["LocalTransfer", "LoopBridge", "Reference", "TransferConfig"]
+__all__ = ["LocalTransfer", "Reference", "TransferConfig"]

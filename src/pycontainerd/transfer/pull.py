@@ -21,9 +21,8 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from pycontainerd.core.images import Descriptor
 from pycontainerd.errdefs import AlreadyExists, InvalidArgument, NotFound, Unavailable, Unknown
-from pycontainerd.images.manifest import DOCKER_SCHEMA1, MANIFESTS
+from pycontainerd.images.manifest import DOCKER_SCHEMA1, MANIFESTS, descriptor_from_json
 from pycontainerd.images.platforms import matches
 from pycontainerd.remotes.pusher import distribution_source_key
 from pycontainerd.transfer.follow import Download, FollowReader
@@ -33,6 +32,7 @@ from pycontainerd.transfer.referrers import fetch_referrers
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
+    from pycontainerd.core.images import Descriptor
     from pycontainerd.metadata.content import ContentStore, NamespacedWriter
     from pycontainerd.namespaces import RequestContext
     from pycontainerd.transfer.local import LocalTransfer
@@ -232,24 +232,22 @@ async def _fetch_metadata(puller: Puller, root: Descriptor, target: ImageStoreTa
             for child in doc.get("manifests") or []:
                 if target.platforms and not any(matches(p, child.get("platform")) for p in target.platforms):
                     continue
-                child_desc = _descriptor(child)
+                child_desc = descriptor_from_json(child, media_type_required=False)
                 children.append(puller.start(child_desc))
                 pending.append((child_desc, depth + 1))
             await asyncio.gather(*children)
             continue
         if "config" not in doc:
             raise InvalidArgument(f"{desc.digest} is neither an image index nor a manifest")
-        config = _descriptor(doc["config"])
+        config = descriptor_from_json(doc["config"], media_type_required=False)
         await puller.fetch(config)
-        found.append({"manifest": desc, "layers": [_descriptor(layer) for layer in doc.get("layers") or []]})
+        found.append(
+            {
+                "manifest": desc,
+                "layers": [descriptor_from_json(layer, media_type_required=False) for layer in doc.get("layers") or []],
+            }
+        )
     return found
-
-
-def _descriptor(raw: dict[str, Any]) -> Descriptor:
-    try:
-        return Descriptor(raw.get("mediaType", ""), raw["digest"], int(raw["size"]), dict(raw.get("annotations") or {}))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InvalidArgument(f"invalid descriptor {raw!r}") from exc
 
 
 async def _fetch_referrers(puller: Puller, session: RegistrySession, subjects: list[Descriptor]) -> None:
@@ -263,7 +261,7 @@ async def _fetch_referrers(puller: Puller, session: RegistrySession, subjects: l
             doc = puller.engine.read_json(puller.ctx, referrer)
             for blob in [doc.get("config"), *(doc.get("layers") or [])]:
                 if blob and int(blob.get("size", 0)) > 0:
-                    puller.start(_descriptor(blob))
+                    puller.start(descriptor_from_json(blob, media_type_required=False))
         labels = {f"{REFERRER_LABEL}{i}": r.digest for i, r in enumerate(referrers)}
         puller.content.update(puller.ctx, subject.digest, labels, [f"labels.{k}" for k in labels])
         puller.progress(Progress("referrers", ref_key(subject), (), len(referrers), len(referrers), subject))

@@ -9,28 +9,21 @@ and uploaded otherwise. Then manifests by digest, and last the root under the re
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from pycontainerd.core.images import Descriptor
 from pycontainerd.errdefs import InvalidArgument, NotFound
-from pycontainerd.images.manifest import INDEXES, MANIFESTS
+from pycontainerd.images.manifest import INDEXES, MANIFESTS, descriptor_from_json
 from pycontainerd.images.platforms import matches
 from pycontainerd.remotes.pusher import distribution_source_key
 from pycontainerd.transfer.objects import Progress, ref_key
 
 if TYPE_CHECKING:
+    from pycontainerd.core.images import Descriptor
     from pycontainerd.images.platforms import Platform
     from pycontainerd.namespaces import RequestContext
     from pycontainerd.transfer.local import LocalTransfer
     from pycontainerd.transfer.objects import ImageStoreTarget, ProgressFn, Registry
     from pycontainerd.transfer.registry import RegistrySession
-
-
-def _descriptor(raw: dict[str, Any]) -> Descriptor:
-    try:
-        return Descriptor(raw.get("mediaType", ""), raw["digest"], int(raw["size"]), dict(raw.get("annotations") or {}))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InvalidArgument(f"invalid descriptor {raw!r}") from exc
 
 
 async def push(
@@ -73,7 +66,7 @@ async def push_image(
             for child in doc.get("manifests") or []:
                 if platforms and not any(matches(p, child.get("platform")) for p in platforms):
                     continue
-                child_desc = _descriptor(child)
+                child_desc = descriptor_from_json(child, media_type_required=False)
                 try:
                     walk(child_desc, depth + 1)
                 except NotFound:
@@ -87,7 +80,7 @@ async def push_image(
         else:
             for blob in [doc.get("config"), *(doc.get("layers") or [])]:
                 if blob:
-                    d = _descriptor(blob)
+                    d = descriptor_from_json(blob, media_type_required=False)
                     blobs[d.digest] = d
         manifests_in_order.append((desc, data))
 
