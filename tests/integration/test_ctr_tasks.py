@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.daemon import CTR, DaemonProcess, running_daemon
+from tests.support.daemon import CTR, DaemonProcess, kill_shim_watching_events, running_daemon
+from tests.support.daemon import task_status as support_task_status
 from tests.support.rootfs import make_rootfs
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
@@ -58,11 +59,7 @@ def run(
 
 
 def task_status(d: DaemonProcess, cid: str) -> str:
-    for line in d.ctr("tasks", "ls", namespace=NS).stdout.splitlines()[1:]:
-        parts = line.split()
-        if parts[0] == cid:
-            return parts[2]
-    return ""
+    return support_task_status(d, cid, NS)
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
@@ -185,17 +182,7 @@ def test_killed_shim_is_cleaned_up(daemon: DaemonProcess, rootfs: Path, runtime:
         )
         shim_pid = int(found.stdout.split()[0])
     task_pid = int(daemon.ctr("tasks", "ls", namespace=NS).stdout.splitlines()[1].split()[1])
-    with subprocess.Popen([CTR, "-a", str(daemon.address), "events"], stdout=subprocess.PIPE, text=True) as events:
-        try:
-            time.sleep(1.0)  # let ctr events subscribe before anything is published
-            subprocess.run(["kill", "-9", str(shim_pid)], check=True, timeout=10)
-            deadline = time.monotonic() + 15
-            while (bundle.exists() or task_status(daemon, "orphan")) and time.monotonic() < deadline:
-                time.sleep(0.1)
-            time.sleep(0.5)
-        finally:
-            events.terminate()
-        text, _ = events.communicate(timeout=10)
+    text = kill_shim_watching_events(daemon, shim_pid, bundle, "orphan", NS)
     assert task_status(daemon, "orphan") == "", "the task of a dead shim is gone"
     assert "/tasks/exit" in text
     assert not bundle.exists()

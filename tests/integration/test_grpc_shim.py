@@ -19,7 +19,8 @@ import pytest
 
 from pycontainerd.api.containerd.runtime.task.v2 import shim_pb2
 from pycontainerd.tools.busybox import ImageInfo, build_image
-from tests.support.daemon import CTR, DaemonProcess, running_daemon
+from tests.support.daemon import CTR, DaemonProcess, kill_shim_watching_events, running_daemon
+from tests.support.daemon import task_status as support_task_status
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
 
@@ -62,11 +63,7 @@ def run(
 
 
 def task_status(d: DaemonProcess, cid: str) -> str:
-    for line in d.ctr("tasks", "ls", namespace=NS).stdout.splitlines()[1:]:
-        parts = line.split()
-        if parts[0] == cid:
-            return parts[2]
-    return ""
+    return support_task_status(d, cid, NS)
 
 
 def wait_status(d: DaemonProcess, cid: str, status: str, timeout: float = 10) -> None:
@@ -183,17 +180,7 @@ def test_a_killed_grpc_shim_is_noticed(daemon: DaemonProcess, image: ImageInfo) 
     bundle = bundle_dir(d, "g3")
     shim_pid = int((bundle / "shim.pid").read_text())
     task_pid = int(d.ctr("tasks", "ls", namespace=NS).stdout.splitlines()[1].split()[1])
-    with subprocess.Popen([CTR, "-a", str(d.address), "events"], stdout=subprocess.PIPE, text=True) as events:
-        try:
-            time.sleep(1.0)  # let ctr events subscribe before anything is published
-            subprocess.run(["kill", "-9", str(shim_pid)], check=True, timeout=10)
-            deadline = time.monotonic() + 15
-            while (bundle.exists() or task_status(d, "g3")) and time.monotonic() < deadline:
-                time.sleep(0.1)
-            time.sleep(0.5)
-        finally:
-            events.terminate()
-        text, _ = events.communicate(timeout=10)
+    text = kill_shim_watching_events(d, shim_pid, bundle, "g3", NS)
     assert task_status(d, "g3") == "", "the task of a dead shim is gone"
     assert "/tasks/exit" in text
     assert not bundle.exists()

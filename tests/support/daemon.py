@@ -195,3 +195,29 @@ def running_daemon(
             daemon.stop()
             if os.environ.get("PYCONTAINERD_TEST_SHOW_LOGS"):
                 print(daemon.log())
+
+
+def task_status(d: DaemonProcess, cid: str, namespace: str) -> str:
+    """The STATUS column of ``ctr tasks ls`` for ``cid`` ("" when there is no such task)."""
+    for line in d.ctr("tasks", "ls", namespace=namespace).stdout.splitlines()[1:]:
+        parts = line.split()
+        if parts[0] == cid:
+            return parts[2]
+    return ""
+
+
+def kill_shim_watching_events(d: DaemonProcess, shim_pid: int, bundle: Path, cid: str, namespace: str) -> str:
+    """``kill -9`` a shim while ``ctr events`` listens; wait until the daemon dropped the task
+    and its bundle; return what ``ctr events`` printed."""
+    with subprocess.Popen([CTR, "-a", str(d.address), "events"], stdout=subprocess.PIPE, text=True) as events:
+        try:
+            time.sleep(1.0)  # let ctr events subscribe before anything is published
+            subprocess.run(["kill", "-9", str(shim_pid)], check=True, timeout=10)
+            deadline = time.monotonic() + 15
+            while (bundle.exists() or task_status(d, cid, namespace)) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            time.sleep(0.5)
+        finally:
+            events.terminate()
+        text, _ = events.communicate(timeout=10)
+    return text
