@@ -24,14 +24,17 @@ import os
 import secrets
 import select
 import tempfile
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import grpc
 from google.protobuf import any_pb2
 
 from pycontainerd.api.containerd.services.containers.v1 import containers_pb2, containers_pb2_grpc
 from pycontainerd.api.containerd.services.content.v1 import content_pb2, content_pb2_grpc
 from pycontainerd.api.containerd.services.images.v1 import images_pb2, images_pb2_grpc
+from pycontainerd.api.containerd.services.leases.v1 import leases_pb2, leases_pb2_grpc
 from pycontainerd.api.containerd.services.snapshots.v1 import snapshots_pb2, snapshots_pb2_grpc
 from pycontainerd.api.containerd.services.tasks.v1 import tasks_pb2, tasks_pb2_grpc
 from pycontainerd.client.transfer import Client
@@ -96,7 +99,38 @@ async def run(
     snapshotter: str = "overlayfs",
     env: Sequence[str] = (),
 ) -> RunResult:
-    """Run ``args`` (default: the image's entrypoint and command) in a new container; wait."""
+    """Run ``args`` (default: the image's entrypoint and command) in a new container; wait.
+
+    Without a lease of the caller's, everything is made under a temporary one (as containerd's
+    client does), so the garbage collector cannot take the fresh snapshot before the container
+    record points at it."""
+    if client.lease:
+        return await _run(client, image, args, name=name, runtime=runtime, snapshotter=snapshotter, env=env)
+    leases = leases_pb2_grpc.LeasesStub(client.channel())
+    lease_id = f"run-{secrets.token_hex(8)}"
+    expire = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+    await leases.Create(
+        leases_pb2.CreateRequest(id=lease_id, labels={"containerd.io/gc.expire": expire}), metadata=client.metadata
+    )
+    client.lease = lease_id
+    try:
+        return await _run(client, image, args, name=name, runtime=runtime, snapshotter=snapshotter, env=env)
+    finally:
+        client.lease = ""
+        with contextlib.suppress(grpc.aio.AioRpcError):
+            await leases.Delete(leases_pb2.DeleteRequest(id=lease_id), metadata=client.metadata)
+
+
+async def _run(
+    client: Client,
+    image: str,
+    args: Sequence[str] | None,
+    *,
+    name: str,
+    runtime: str,
+    snapshotter: str,
+    env: Sequence[str],
+) -> RunResult:
     name = name or f"run-{secrets.token_hex(6)}"
     chain, config = await _image_config(client, image)
     process = list(args) if args else [*(config.get("Entrypoint") or []), *(config.get("Cmd") or [])]

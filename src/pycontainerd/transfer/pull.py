@@ -262,6 +262,7 @@ async def _fetch_referrers(puller: Puller, session: RegistrySession, subjects: l
             for blob in [doc.get("config"), *(doc.get("layers") or [])]:
                 if blob and int(blob.get("size", 0)) > 0:
                     puller.start(descriptor_from_json(blob, media_type_required=False))
+            puller.engine.label_children(puller.ctx, referrer)  # the GC keeps its blobs with it
         labels = {f"{REFERRER_LABEL}{i}": r.digest for i, r in enumerate(referrers)}
         puller.content.update(puller.ctx, subject.digest, labels, [f"labels.{k}" for k in labels])
         puller.progress(Progress("referrers", ref_key(subject), (), len(referrers), len(referrers), subject))
