@@ -28,7 +28,13 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> ImageInfo:
 
 @pytest.fixture
 def daemon(image: ImageInfo) -> Iterator[DaemonProcess]:
-    with running_daemon() as d:
+    # These tests make snapshots with ctr, which holds them by no lease: automatic collections
+    # (after the import's lease goes, after each rm) could take them mid-test, here as in
+    # containerd. Collections happen only when a test asks (rm --sync, gc collect).
+    no_auto_gc = (
+        '[plugins."io.containerd.gc.v1.scheduler"]\ndeletion_threshold = 1000000\nmutation_threshold = 1000000\n'
+    )
+    with running_daemon(extra_config=no_auto_gc) as d:
         d.ctr("images", "import", str(image.path), namespace=NS)
         yield d
 
