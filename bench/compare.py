@@ -43,6 +43,7 @@ class Daemon:
     argv_fn: Callable[[Path], list[str]]
     base: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="bench-", dir="/tmp")))
     proc: subprocess.Popen[bytes] | None = None
+    cri: str = ""  # the CRI plugin's config table; empty = CRI disabled
 
     @property
     def sock(self) -> Path:
@@ -53,13 +54,13 @@ class Daemon:
         cfg.write_text(
             "version = 2\n"
             f'root = "{self.base}/root"\nstate = "{self.base}/state"\n'
-            'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n'
-            f'[grpc]\naddress = "{self.sock}"\n[ttrpc]\naddress = "{self.sock}.ttrpc"\n'
+            + ("" if self.cri else 'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n')
+            + f'[grpc]\naddress = "{self.sock}"\n[ttrpc]\naddress = "{self.sock}.ttrpc"\n'
             f'[debug]\naddress = "{self.base}/debug.sock"\nlevel = "warn"\n'
             # pycontainerd serves io.containerd.runc.v2 with its own shim; this name reaches
             # Debian's Go shim, for like-for-like runs (containerd ignores the table).
             '[plugins."io.containerd.runtime.v2.task".runtimes."io.containerd.gorunc.v2"]\n'
-            'path = "/usr/bin/containerd-shim-runc-v2"\n'
+            'path = "/usr/bin/containerd-shim-runc-v2"\n' + self.cri
         )
         return cfg
 
@@ -550,6 +551,25 @@ def w_restore(daemons: list[Daemon], runs: int) -> Result:
     return out
 
 
+def w_pod_start(daemons: list[Daemon], runs: int) -> Result:
+    """CRI RunPodSandbox + CreateContainer + StartContainer (see bench/cri_pods.py)."""
+    sys.path.insert(0, str(REPO / "bench"))
+    import cri_pods
+
+    def start(d: object, cri: str) -> None:
+        assert isinstance(d, Daemon)
+        d.reset()
+        d.cri = cri_pods.cri_config(d.name, d.base)
+        d.start()
+
+    try:
+        return cri_pods.measure(daemons, runs, _image(Path("/tmp/bench-busybox.tar")), start)  # type: ignore[arg-type]
+    finally:
+        for d in daemons:
+            d.reset()
+            d.cri = ""
+
+
 WORKLOADS: dict[str, tuple[str, str, Callable[[list[Daemon], int], Result]]] = {
     "startup": ("daemon start-up (exec until ctr version answers)", "s", w_startup),
     "version": ("ctr version latency", "s", w_version),
@@ -573,6 +593,7 @@ WORKLOADS: dict[str, tuple[str, str, Callable[[list[Daemon], int], Result]]] = {
     "restore": ("restart after kill -9 with 50 running containers, until all RUNNING", "s", w_restore),
     "shim-memory": ("shim memory, 10 detached containers", "MiB", lambda d, r: w_shim_memory(d, r)),
     "pod-memory": ("shim memory (PSS) of a pod of 5 containers", "MiB", w_pod_memory),
+    "pod-start": ("CRI pod start: RunPodSandbox + CreateContainer + StartContainer", "s", w_pod_start),
 }
 
 

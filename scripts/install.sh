@@ -18,6 +18,8 @@ APT_PACKAGES=(
   crun                                     # a second OCI runtime, selected with BinaryName
   btrfs-progs                              # mkfs.btrfs for the btrfs snapshotter's tests (the code uses ioctls)
   e2fsprogs                                # mkfs.ext4 + debugfs: the blockfile snapshotter's scratch image
+  containernetworking-plugins              # CNI plugins (bridge, host-local, loopback, portmap) for CRI pods
+  iptables                                 # the portmap and bridge CNI plugins program it
   python3-venv
   iproute2 procps util-linux
 )

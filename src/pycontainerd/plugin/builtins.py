@@ -14,6 +14,7 @@ from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
 from pycontainerd.content.local import plugin as content_plugin
+from pycontainerd.cri import plugin as cri_plugin
 from pycontainerd.events import plugin as events_plugin
 from pycontainerd.gc import plugin as gc_plugin
 from pycontainerd.metadata import plugin as metadata_plugin
@@ -76,6 +77,7 @@ def builtin_registrations() -> list[Registration]:
         transfer.REGISTRATION,
         tasks.REGISTRATION,
         ttrpc_events.REGISTRATION,
+        cri_plugin.REGISTRATION,
         leases.REGISTRATION,
         events.REGISTRATION,
         gc.REGISTRATION,

@@ -14,13 +14,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
 import signal
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from google.protobuf import empty_pb2
+from google.protobuf import any_pb2, empty_pb2
 
 from pycontainerd.api.containerd.runtime.task.v2 import shim_pb2
 from pycontainerd.api.containerd.types import mount_pb2
@@ -90,8 +91,14 @@ class PodSandboxController:
         netns_path: str = "",
         hostname: str = "",
         pid_namespace: bool = True,
+        spec: dict[str, Any] | None = None,
     ) -> None:
-        """Make the pause container of a sandbox the store already holds."""
+        """Make the pause container of a sandbox the store already holds.
+
+        ``spec`` replaces the default pause spec (the CRI plugin builds one from the pod's
+        config); its root is always the pause rootfs, and a mount point is made in that rootfs
+        for each of its mounts (the rootfs is read-only once running).
+        """
         record = self._metadata.sandboxes.get(ctx, sandbox_id)
         directory = self._dir(ctx, sandbox_id)
         rootfs = directory / "rootfs"
@@ -100,15 +107,18 @@ class PodSandboxController:
         for mountpoint in ("proc", "dev", "sys"):  # the rootfs is read-only: runc cannot make them
             (rootfs / mountpoint).mkdir(exist_ok=True)
         await asyncio.to_thread(shutil.copy2, pause, rootfs / "pause")
-        spec = oci.default_spec(ctx.namespace, sandbox_id, ["/pause"])
+        if spec is None:
+            spec = oci.default_spec(ctx.namespace, sandbox_id, ["/pause"])
+            spec["mounts"] = [m for m in spec["mounts"] if m["destination"] in ("/proc", "/dev", "/sys", "/dev/shm")]
+            if netns_path:
+                oci.with_namespace(spec, "network", netns_path)
+            if not pid_namespace:
+                oci.without_namespace(spec, "pid")
+            oci.with_hostname(spec, hostname or sandbox_id[:63])
         oci.with_readonly_rootfs(spec)
-        spec["mounts"] = [m for m in spec["mounts"] if m["destination"] in ("/proc", "/dev", "/sys", "/dev/shm")]
-        if netns_path:
-            oci.with_namespace(spec, "network", netns_path)
-        if not pid_namespace:
-            oci.without_namespace(spec, "pid")
-        oci.with_hostname(spec, hostname or sandbox_id[:63])
-        spec["annotations"] = self.annotations(sandbox_id)
+        spec["root"]["path"] = "rootfs"
+        spec["annotations"] = {**spec.get("annotations", {}), **self.annotations(sandbox_id)}
+        await asyncio.to_thread(_mountpoints, rootfs, spec.get("mounts", []))
         runtime = record.runtime if record.runtime.name else Runtime(self._runtime)
         container = Container(
             id=sandbox_id,
@@ -141,6 +151,7 @@ class PodSandboxController:
         container = self._metadata.containers.get(ctx, sandbox_id)
         rootfs = self._dir(ctx, sandbox_id) / "rootfs"
         bind = mount_pb2.Mount(type="bind", source=str(rootfs), options=["rbind", "ro"])
+        options = container.runtime.options
         await self._tasks.create(
             ctx,
             container,
@@ -149,7 +160,9 @@ class PodSandboxController:
             stdout="",
             stderr="",
             terminal=False,
-            options=None,
+            options=any_pb2.Any(type_url=options.type_url, value=options.value).SerializeToString()
+            if options
+            else None,
             sandbox_api=sandbox_api,
         )
 
@@ -219,3 +232,19 @@ class PodSandboxController:
     def shared_namespaces(self, pid: int) -> dict[str, str]:
         """The namespace paths a pod container joins (network, ipc, uts of the pause process)."""
         return {kind: f"/proc/{pid}/ns/{'net' if kind == 'network' else kind}" for kind in NAMESPACES_SHARED}
+
+
+def _mountpoints(rootfs: Path, mounts: list[dict[str, Any]]) -> None:
+    """Make each mount's destination in the (soon read-only) rootfs: a file for a bind mount of
+    a file, a directory otherwise."""
+    for m in mounts:
+        dest = rootfs / str(m.get("destination", "")).lstrip("/")
+        if dest == rootfs or ".." in dest.parts:
+            continue
+        source = str(m.get("source", ""))
+        is_file = m.get("type") == "bind" and os.path.isfile(source)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if is_file:
+            dest.touch(exist_ok=True)
+        else:
+            dest.mkdir(parents=True, exist_ok=True)

@@ -53,6 +53,10 @@ APPLETS = (
     "yes",
     "seq",
     "sync",
+    "nc",
+    "readlink",
+    "httpd",
+    "stat",
 )
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 CONFIG = "application/vnd.oci.image.config.v1+json"

@@ -11,6 +11,7 @@ from pycontainerd.images.manifest import INDEXES, MANIFESTS
 if TYPE_CHECKING:
     from pycontainerd.core.images import Descriptor
     from pycontainerd.images.platforms import Platform
+    from pycontainerd.remotes.credentials import CredentialsFn
     from pycontainerd.streaming.manager import Stream
 
 
@@ -76,6 +77,8 @@ class Registry:
     default_scheme: str = ""
     headers: dict[str, str] = field(default_factory=dict)
     auth_stream: Stream | None = None
+    credentials: CredentialsFn | None = None
+    """In-process callers (the CRI plugin) hand credentials over directly instead of a stream."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -74,6 +74,8 @@ class RegistrySession:
     def __init__(self, source: Registry, config_path: str, limits: Limits) -> None:
         self.reference = parse_reference(source.reference)
         credentials = _StreamCredentials(source.auth_stream, source.reference) if source.auth_stream else None
+        if source.credentials is not None:
+            credentials = source.credentials  # type: ignore[assignment]
         self.client = RegistryClient(
             config_path=source.host_dir or config_path,
             default_scheme=source.default_scheme,

@@ -1,0 +1,310 @@
+"""Pod RPCs: RunPodSandbox, StopPodSandbox, RemovePodSandbox, PodSandboxStatus, ListPodSandbox.
+
+A pod is run as containerd 2.x runs it: a sandbox record, a network namespace set up by CNI
+(unless the pod uses the host's network), the pod's files (hostname, hosts, resolv.conf, a
+``/dev/shm`` tmpfs), then the sandbox controller named by the runtime handler (``podsandbox``:
+a pause container) is asked to Create and Start it. Every step is undone if a later one fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import time
+from typing import TYPE_CHECKING, Any
+
+from pycontainerd.api.k8s.cri.runtime.v1 import api_pb2 as api
+from pycontainerd.core.containers import AnyValue, Runtime
+from pycontainerd.core.sandboxes import Sandbox
+from pycontainerd.cri import state
+from pycontainerd.cri.specs import build_sandbox_spec
+from pycontainerd.errdefs import InvalidArgument, NotFound
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from pycontainerd.cri.service import CRIService
+
+log = logging.getLogger(__name__)
+
+SHM_SIZE = 64 * 1024 * 1024
+HOST_HOSTS = "/etc/hosts"
+HOST_RESOLV = "/etc/resolv.conf"
+
+
+def host_network(config: api.PodSandboxConfig) -> bool:
+    """Whether the pod shares the node's network namespace."""
+    return config.linux.security_context.namespace_options.network == api.NODE
+
+
+def host_ipc(config: api.PodSandboxConfig) -> bool:
+    """Whether the pod shares the node's IPC namespace."""
+    return config.linux.security_context.namespace_options.ipc == api.NODE
+
+
+async def run_pod_sandbox(svc: CRIService, request: api.RunPodSandboxRequest) -> api.RunPodSandboxResponse:
+    """Create and start a pod; its ID in the response."""
+    config = request.config
+    if not config.HasField("metadata"):
+        raise InvalidArgument("sandbox config must include metadata")
+    meta = config.metadata
+    if not meta.name or not meta.namespace or not meta.uid:
+        raise InvalidArgument("sandbox metadata must include name, namespace and uid")
+    try:
+        handler = svc.config.handler(request.runtime_handler)
+    except KeyError:
+        raise NotFound(f"no runtime for {request.runtime_handler!r} is configured") from None
+    sandbox_id = secrets.token_hex(32)
+    name = state.sandbox_name(meta)
+    svc.sandbox_names.reserve(name, sandbox_id)
+    pod = state.PodSandbox(
+        id=sandbox_id,
+        name=name,
+        config=config,
+        runtime_handler=request.runtime_handler,
+        sandboxer=handler.sandboxer,
+        created_at=time.time_ns(),
+    )
+    undo: list[Any] = []
+    try:
+        options = handler.runc_options()
+        runtime_options = None
+        if options:
+            from google.protobuf import any_pb2
+
+            packed = any_pb2.Any.FromString(options)
+            runtime_options = AnyValue(packed.type_url, packed.value)
+        record = Sandbox(
+            id=sandbox_id,
+            runtime=Runtime(handler.runtime_type, runtime_options),
+            sandboxer=handler.sandboxer,
+            labels={"name": name},
+            extensions={state.SANDBOX_EXTENSION: AnyValue(state.METADATA_TYPE_URL, pod.to_json())},
+        )
+        svc.metadata.sandboxes.create(svc.ctx, record)
+        undo.append(lambda: svc.metadata.sandboxes.delete(svc.ctx, sandbox_id))
+        if not host_network(config):
+            pod.netns_path = await svc.network.create_netns()
+            undo.append(lambda: svc.network.remove_netns(pod.netns_path))
+            svc.save_sandbox(pod)
+            undo.append(lambda: svc.network.teardown(pod))
+            pod.ip, pod.additional_ips = await svc.network.setup(pod)
+            svc.save_sandbox(pod)
+        files = await asyncio.to_thread(_make_sandbox_files, svc.sandbox_dir(sandbox_id), config)
+        undo.append(lambda: asyncio.to_thread(remove_sandbox_files, svc.sandbox_dir(sandbox_id)))
+        spec = build_sandbox_spec(svc, pod, files)
+        controller = svc.controller(pod.sandboxer)
+        await controller.create(svc.ctx, sandbox_id, netns_path=pod.netns_path, spec=spec)
+        undo.append(lambda: controller.shutdown(svc.ctx, sandbox_id))
+        pod.pid, _ = await controller.start(svc.ctx, sandbox_id)
+        pod.state = api.SANDBOX_READY
+    except BaseException:
+        for step in reversed(undo):
+            try:
+                result = step()
+                if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
+                    await result
+            except Exception:
+                log.warning("sandbox %s: rollback step failed", sandbox_id, exc_info=True)
+        svc.sandbox_names.release(name)
+        raise
+    svc.sandboxes[sandbox_id] = pod
+    svc.monitor_sandbox(pod)
+    svc.emit(sandbox_id, api.CONTAINER_CREATED_EVENT)
+    svc.emit(sandbox_id, api.CONTAINER_STARTED_EVENT)
+    return api.RunPodSandboxResponse(pod_sandbox_id=sandbox_id)
+
+
+def _make_sandbox_files(directory: Path, config: api.PodSandboxConfig) -> dict[str, str]:
+    """hostname, hosts, resolv.conf and (without host IPC) a tmpfs for /dev/shm."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o711)
+    files: dict[str, str] = {}
+    hostname = config.hostname or (socket.gethostname() if host_network(config) else "")
+    if hostname:
+        (directory / "hostname").write_text(hostname + "\n")
+        files["hostname"] = str(directory / "hostname")
+    hosts = directory / "hosts"
+    try:
+        shutil.copyfile(HOST_HOSTS, hosts)
+    except OSError:
+        hosts.write_text("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+    files["hosts"] = str(hosts)
+    resolv = directory / "resolv.conf"
+    if config.HasField("dns_config") and (
+        config.dns_config.servers or config.dns_config.searches or config.dns_config.options
+    ):
+        resolv.write_text(_resolv_conf(config.dns_config))
+    else:
+        try:
+            shutil.copyfile(HOST_RESOLV, resolv)
+        except OSError:
+            resolv.write_text("")
+    files["resolv_conf"] = str(resolv)
+    if not host_ipc(config):
+        shm = directory / "shm"
+        shm.mkdir(exist_ok=True)
+        if not os.path.ismount(shm):
+            subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", f"nodev,noexec,nosuid,mode=1777,size={SHM_SIZE}", "shm", str(shm)],
+                check=True,
+                capture_output=True,
+                timeout=30,
+            )
+        files["shm"] = str(shm)
+    return files
+
+
+def remove_sandbox_files(directory: Path) -> None:
+    """Unmount the pod's shm and delete its files."""
+    shm = directory / "shm"
+    if os.path.ismount(shm):
+        subprocess.run(["umount", "-l", str(shm)], check=False, capture_output=True, timeout=30)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+async def stop_pod_sandbox(svc: CRIService, request: api.StopPodSandboxRequest) -> api.StopPodSandboxResponse:
+    """Stop every container of the pod, the sandbox, and tear its network down (idempotent)."""
+    pod = svc.sandbox(request.pod_sandbox_id)
+    await stop_pod(svc, pod)
+    return api.StopPodSandboxResponse()
+
+
+async def stop_pod(svc: CRIService, pod: state.PodSandbox) -> None:
+    """The work of StopPodSandbox."""
+    from pycontainerd.cri.containers import stop_container_now
+
+    async with svc.lock(pod.id):
+        members = [c for c in svc.containers.values() if c.sandbox_id == pod.id]
+        await asyncio.gather(*(stop_container_now(svc, c, 0) for c in members))
+        if pod.state == api.SANDBOX_READY:
+            await svc.controller(pod.sandboxer).stop(svc.ctx, pod.id, 0)
+            pod.state = api.SANDBOX_NOTREADY
+            pod.pid = 0
+        if pod.netns_path:
+            await svc.network.teardown(pod)
+            await svc.network.remove_netns(pod.netns_path)
+            pod.netns_path = ""
+            with contextlib.suppress(NotFound):
+                svc.save_sandbox(pod)
+        await asyncio.to_thread(_unmount_shm, svc.sandbox_dir(pod.id))
+
+
+def _unmount_shm(directory: Path) -> None:
+    shm = directory / "shm"
+    if os.path.ismount(shm):
+        subprocess.run(["umount", "-l", str(shm)], check=False, capture_output=True, timeout=30)
+
+
+async def remove_pod_sandbox(svc: CRIService, request: api.RemovePodSandboxRequest) -> api.RemovePodSandboxResponse:
+    """Remove a pod and its containers (stopping them first); a pod already gone is not an error."""
+    try:
+        pod = svc.sandbox(request.pod_sandbox_id)
+    except NotFound:
+        return api.RemovePodSandboxResponse()
+    from pycontainerd.cri.containers import remove_container_now
+
+    await stop_pod(svc, pod)
+    for ctr in [c for c in svc.containers.values() if c.sandbox_id == pod.id]:
+        await remove_container_now(svc, ctr)
+    async with svc.lock(pod.id):
+        if pod.monitor is not None:
+            pod.monitor.cancel()
+        with contextlib.suppress(NotFound):
+            await svc.controller(pod.sandboxer).shutdown(svc.ctx, pod.id)
+        await asyncio.to_thread(remove_sandbox_files, svc.sandbox_dir(pod.id))
+        with contextlib.suppress(NotFound):
+            svc.metadata.sandboxes.delete(svc.ctx, pod.id)
+        svc.sandboxes.pop(pod.id, None)
+        svc.sandbox_names.release(pod.name)
+    svc.locks.pop(pod.id, None)
+    svc.emit(pod.id, api.CONTAINER_DELETED_EVENT)
+    return api.RemovePodSandboxResponse()
+
+
+def pod_status(pod: state.PodSandbox) -> api.PodSandboxStatus:
+    """The PodSandboxStatus message of a pod."""
+    status = api.PodSandboxStatus(
+        id=pod.id,
+        metadata=pod.config.metadata,
+        state=pod.state,
+        created_at=pod.created_at,
+        labels=dict(pod.config.labels),
+        annotations=dict(pod.config.annotations),
+        runtime_handler=pod.runtime_handler,
+    )
+    if pod.ip:
+        status.network.ip = pod.ip
+        status.network.additional_ips.extend(api.PodIP(ip=ip) for ip in pod.additional_ips)
+    opts = pod.config.linux.security_context.namespace_options
+    status.linux.namespaces.options.network = opts.network
+    status.linux.namespaces.options.pid = opts.pid
+    status.linux.namespaces.options.ipc = opts.ipc
+    if opts.HasField("userns_options"):
+        status.linux.namespaces.options.userns_options.CopyFrom(opts.userns_options)
+    return status
+
+
+async def pod_sandbox_status(svc: CRIService, request: api.PodSandboxStatusRequest) -> api.PodSandboxStatusResponse:
+    """A pod's status; with ``verbose``, ``info["info"]`` holds containerd-style JSON details."""
+    pod = svc.sandbox(request.pod_sandbox_id)
+    response = api.PodSandboxStatusResponse(status=pod_status(pod), timestamp=time.time_ns())
+    if request.verbose:
+        info = {
+            "pid": pod.pid,
+            "processStatus": "running" if pod.state == api.SANDBOX_READY else "stopped",
+            "netNamespaceClosed": not pod.netns_path,
+            "netns": pod.netns_path,
+            "runtimeHandler": pod.runtime_handler,
+            "runtimeType": svc.config.handler(pod.runtime_handler).runtime_type,
+            "sandboxer": pod.sandboxer,
+            "config": json.loads(_to_json(pod.config)),
+        }
+        response.info["info"] = json.dumps(info)
+    return response
+
+
+def _to_json(message: Any) -> str:
+    from google.protobuf import json_format
+
+    return json_format.MessageToJson(message, preserving_proto_field_name=True)
+
+
+async def list_pod_sandbox(svc: CRIService, request: api.ListPodSandboxRequest) -> api.ListPodSandboxResponse:
+    """Pods matching the filter (ID prefix, state, label selector)."""
+    flt = request.filter if request.HasField("filter") else None
+    items = []
+    for pod in sorted(svc.sandboxes.values(), key=lambda p: p.created_at):
+        if flt is not None:
+            if flt.id and not pod.id.startswith(flt.id):
+                continue
+            if flt.HasField("state") and flt.state.state != pod.state:
+                continue
+            if not state.matches_selector(pod.config.labels, flt.label_selector):
+                continue
+        items.append(
+            api.PodSandbox(
+                id=pod.id,
+                metadata=pod.config.metadata,
+                state=pod.state,
+                created_at=pod.created_at,
+                labels=dict(pod.config.labels),
+                annotations=dict(pod.config.annotations),
+                runtime_handler=pod.runtime_handler,
+            )
+        )
+    return api.ListPodSandboxResponse(items=items)
+
+
+def _resolv_conf(dns: api.DNSConfig) -> str:
+    lines = [f"search {' '.join(dns.searches)}"] if dns.searches else []
+    lines += [f"nameserver {server}" for server in dns.servers]
+    if dns.options:
+        lines.append(f"options {' '.join(dns.options)}")
+    return "\n".join(lines) + "\n"
