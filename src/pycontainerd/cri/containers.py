@@ -75,7 +75,7 @@ async def _create(
     svc.metadata.leases.create(svc.ctx, lease_id, {"containerd.io/gc.expire": expire})
     leased = RequestContext(svc.ctx.namespace, lease_id)
     try:
-        await _ensure_unpacked(svc, leased, image.name, image.chain_id, snapshotter_name)
+        await ensure_unpacked(svc, leased, image.name, image.chain_id, snapshotter_name)
         mounts = snapshotter.prepare(leased, container_id, image.chain_id)
         try:
             passwd, group = await asyncio.to_thread(_read_user_files, mounts)
@@ -127,7 +127,7 @@ async def _create(
     return api.CreateContainerResponse(container_id=container_id)
 
 
-async def _ensure_unpacked(svc: CRIService, ctx: RequestContext, image_name: str, chain_id: str, name: str) -> None:
+async def ensure_unpacked(svc: CRIService, ctx: RequestContext, image_name: str, chain_id: str, name: str) -> None:
     """Unpack the image into snapshotter ``name`` if it is not there yet (a handler's own snapshotter)."""
     snapshotter = svc.metadata.snapshotters[name]
     if not chain_id:

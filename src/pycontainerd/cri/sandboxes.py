@@ -26,8 +26,10 @@ from pycontainerd.core.sandboxes import Sandbox
 from pycontainerd.cri import state
 from pycontainerd.cri.specs import build_sandbox_spec
 from pycontainerd.errdefs import InvalidArgument, NotFound
+from pycontainerd.namespaces import RequestContext
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
     from pathlib import Path
 
     from pycontainerd.cri.service import CRIService
@@ -99,9 +101,10 @@ async def run_pod_sandbox(svc: CRIService, request: api.RunPodSandboxRequest) ->
             svc.save_sandbox(pod)
         files = await asyncio.to_thread(_make_sandbox_files, svc.sandbox_dir(sandbox_id), config)
         undo.append(lambda: asyncio.to_thread(remove_sandbox_files, svc.sandbox_dir(sandbox_id)))
-        spec = build_sandbox_spec(svc, pod, files)
         controller = svc.controller(pod.sandboxer)
-        await controller.create(svc.ctx, sandbox_id, netns_path=pod.netns_path, spec=spec)
+        async with _pause_rootfs(svc, sandbox_id) as (leased, snapshot, pause_args):
+            spec = build_sandbox_spec(svc, pod, files, pause_args)
+            await controller.create(leased, sandbox_id, netns_path=pod.netns_path, spec=spec, snapshot=snapshot)
         undo.append(lambda: controller.shutdown(svc.ctx, sandbox_id))
         pod.pid, _ = await controller.start(svc.ctx, sandbox_id)
         pod.state = api.SANDBOX_READY
@@ -120,6 +123,44 @@ async def run_pod_sandbox(svc: CRIService, request: api.RunPodSandboxRequest) ->
     svc.emit(sandbox_id, api.CONTAINER_CREATED_EVENT)
     svc.emit(sandbox_id, api.CONTAINER_STARTED_EVENT)
     return api.RunPodSandboxResponse(pod_sandbox_id=sandbox_id)
+
+
+@contextlib.asynccontextmanager
+async def _pause_rootfs(
+    svc: CRIService, sandbox_id: str
+) -> AsyncIterator[tuple[RequestContext, tuple[str, str] | None, list[str]]]:
+    """The pause rootfs: the built-in pause program, or a snapshot of ``sandbox_image`` (pulled
+    when absent), prepared under a temporary lease until the pause container record holds it."""
+    if not svc.config.sandbox_image:
+        yield svc.ctx, None, ["/pause"]
+        return
+    from pycontainerd.cri.images import ImageIndex, pull_image
+
+    ref = svc.config.sandbox_image
+    if not ImageIndex(svc).lookup(ref):
+        await pull_image(svc, api.PullImageRequest(image=api.ImageSpec(image=ref)))
+    image = ImageIndex(svc).get(ref)
+    config = image.config.get("config") or {}
+    args = [*(config.get("Entrypoint") or []), *(config.get("Cmd") or [])] or ["/pause"]
+    name = svc.config.containerd.snapshotter
+    snapshotter = svc.metadata.snapshotters[name]
+    lease_id = f"cri-sandbox-{sandbox_id[:16]}"
+    svc.metadata.leases.create(svc.ctx, lease_id, {})
+    leased = RequestContext(svc.ctx.namespace, lease_id)
+    try:
+        from pycontainerd.cri.containers import ensure_unpacked
+
+        await ensure_unpacked(svc, leased, image.name, image.chain_id, name)
+        snapshotter.prepare(leased, sandbox_id, image.chain_id)
+        try:
+            yield leased, (name, sandbox_id), args
+        except BaseException:
+            with contextlib.suppress(NotFound):
+                snapshotter.remove(svc.ctx, sandbox_id)
+            raise
+    finally:
+        with contextlib.suppress(NotFound):
+            svc.metadata.leases.delete(svc.ctx, lease_id)
 
 
 def _make_sandbox_files(directory: Path, config: api.PodSandboxConfig) -> dict[str, str]:

@@ -13,8 +13,10 @@ if TYPE_CHECKING:
     from pycontainerd.cri.service import CRIService
 
 
-def build_sandbox_spec(svc: CRIService, pod: state.PodSandbox, files: dict[str, str]) -> dict[str, Any]:
-    spec = oci.default_spec(svc.ctx.namespace, pod.id, ["/pause"])
+def build_sandbox_spec(
+    svc: CRIService, pod: state.PodSandbox, files: dict[str, str], pause_args: list[str]
+) -> dict[str, Any]:
+    spec = oci.default_spec(svc.ctx.namespace, pod.id, pause_args)
     spec["mounts"] = [m for m in spec["mounts"] if m["destination"] in ("/proc", "/dev", "/sys", "/dev/shm")]
     if pod.netns_path:
         oci.with_namespace(spec, "network", pod.netns_path)

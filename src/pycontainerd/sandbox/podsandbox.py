@@ -92,21 +92,25 @@ class PodSandboxController:
         hostname: str = "",
         pid_namespace: bool = True,
         spec: dict[str, Any] | None = None,
+        snapshot: tuple[str, str] | None = None,
     ) -> None:
         """Make the pause container of a sandbox the store already holds.
 
         ``spec`` replaces the default pause spec (the CRI plugin builds one from the pod's
         config); its root is always the pause rootfs, and a mount point is made in that rootfs
-        for each of its mounts (the rootfs is read-only once running).
+        for each of its mounts (the rootfs is read-only once running). ``snapshot``
+        (snapshotter, key) names a prepared snapshot of a pause image to use as the rootfs
+        instead of the built-in pause program; the sandbox owns it from then on.
         """
         record = self._metadata.sandboxes.get(ctx, sandbox_id)
         directory = self._dir(ctx, sandbox_id)
         rootfs = directory / "rootfs"
-        pause = await asyncio.to_thread(pause_binary, self._root)
         rootfs.mkdir(parents=True, exist_ok=True)
-        for mountpoint in ("proc", "dev", "sys"):  # the rootfs is read-only: runc cannot make them
-            (rootfs / mountpoint).mkdir(exist_ok=True)
-        await asyncio.to_thread(shutil.copy2, pause, rootfs / "pause")
+        if snapshot is None:
+            pause = await asyncio.to_thread(pause_binary, self._root)
+            for mountpoint in ("proc", "dev", "sys"):  # the rootfs is read-only: runc cannot make them
+                (rootfs / mountpoint).mkdir(exist_ok=True)
+            await asyncio.to_thread(shutil.copy2, pause, rootfs / "pause")
         if spec is None:
             spec = oci.default_spec(ctx.namespace, sandbox_id, ["/pause"])
             spec["mounts"] = [m for m in spec["mounts"] if m["destination"] in ("/proc", "/dev", "/sys", "/dev/shm")]
@@ -118,7 +122,8 @@ class PodSandboxController:
         oci.with_readonly_rootfs(spec)
         spec["root"]["path"] = "rootfs"
         spec["annotations"] = {**spec.get("annotations", {}), **self.annotations(sandbox_id)}
-        await asyncio.to_thread(_mountpoints, rootfs, spec.get("mounts", []))
+        if snapshot is None:
+            await asyncio.to_thread(_mountpoints, rootfs, spec.get("mounts", []))
         runtime = record.runtime if record.runtime.name else Runtime(self._runtime)
         container = Container(
             id=sandbox_id,
@@ -126,6 +131,8 @@ class PodSandboxController:
             spec=AnyValue(oci.SPEC_TYPE_URL, oci.encode(spec)),
             sandbox=sandbox_id,
             labels={KIND_LABEL: SANDBOXER},
+            snapshotter=snapshot[0] if snapshot else "",
+            snapshot_key=snapshot[1] if snapshot else "",
         )
         try:
             self._metadata.containers.create(ctx, container)
@@ -150,12 +157,18 @@ class PodSandboxController:
         """Start the shim of the pause container (through the shim's Sandbox API if asked)."""
         container = self._metadata.containers.get(ctx, sandbox_id)
         rootfs = self._dir(ctx, sandbox_id) / "rootfs"
-        bind = mount_pb2.Mount(type="bind", source=str(rootfs), options=["rbind", "ro"])
+        mounts = [mount_pb2.Mount(type="bind", source=str(rootfs), options=["rbind", "ro"])]
+        if container.snapshot_key:
+            snapshotter = self._metadata.snapshotters[container.snapshotter]
+            mounts = [
+                mount_pb2.Mount(type=m.type, source=m.source, target=m.target, options=list(m.options))
+                for m in snapshotter.mounts(ctx, container.snapshot_key)
+            ]
         options = container.runtime.options
         await self._tasks.create(
             ctx,
             container,
-            rootfs=[bind],
+            rootfs=mounts,
             stdin="",
             stdout="",
             stderr="",
@@ -212,8 +225,15 @@ class PodSandboxController:
         await self.stop(ctx, sandbox_id, grace=1)
         with contextlib.suppress(NotFound):
             await self._tasks.delete(ctx, sandbox_id)
+        container = None
         with contextlib.suppress(NotFound):
+            container = self._metadata.containers.get(ctx, sandbox_id)
             self._metadata.containers.delete(ctx, sandbox_id)
+        if container is not None and container.snapshot_key:
+            snapshotter = self._metadata.snapshotters.get(container.snapshotter)
+            if snapshotter is not None:
+                with contextlib.suppress(NotFound):
+                    snapshotter.remove(ctx, container.snapshot_key)
         await asyncio.to_thread(shutil.rmtree, self._dir(ctx, sandbox_id), True)
         self._created.pop((ctx.namespace, sandbox_id), None)
 
