@@ -94,6 +94,9 @@ def cri_daemon(tmp_path: Path, registry: Registry) -> Iterator[DaemonProcess]:
     (hosts / "hosts.toml").write_text(f'server = "http://{registry.host}"\n')
     extra = f"""
 [plugins."io.containerd.grpc.v1.cri"]
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.podshim]
+    runtime_type = "io.containerd.runc.v2"
+    sandboxer = "shim"
   [plugins."io.containerd.grpc.v1.cri".cni]
     conf_dir = "{conf_dir}"
     bin_dirs = ["/usr/lib/cni"]
@@ -245,6 +248,21 @@ def test_pod_with_two_containers_end_to_end(cri_daemon: DaemonProcess, remote_im
         assert {s.attributes.id for s in listed} == {web_id, side_id}
         pod_stats = cri.runtime.PodSandboxStats(api.PodSandboxStatsRequest(pod_sandbox_id=pod_id)).stats
         assert len(pod_stats.linux.containers) == 2
+        streamed = [
+            c.id for page in cri.runtime.StreamContainers(api.StreamContainersRequest()) for c in page.containers
+        ]
+        assert sorted(streamed) == sorted([web_id, side_id])
+        names = {d.name for d in cri.runtime.ListMetricDescriptors(api.ListMetricDescriptorsRequest()).descriptors}
+        assert "container_memory_working_set_bytes" in names
+        metrics = cri.runtime.ListPodSandboxMetrics(api.ListPodSandboxMetricsRequest()).pod_metrics
+        (pod_metrics,) = [m for m in metrics if m.pod_sandbox_id == pod_id]
+        working_set = {
+            cm.container_id: m.value.value
+            for cm in pod_metrics.container_metrics
+            for m in cm.metrics
+            if m.name == "container_memory_working_set_bytes"
+        }
+        assert set(working_set) == {web_id, side_id} and all(v > 0 for v in working_set.values())
         assert cri.runtime.ListContainers(
             api.ListContainersRequest(filter=api.ContainerFilter(pod_sandbox_id=pod_id))
         ).containers
@@ -417,6 +435,12 @@ def test_handler_snapshotter_events_and_checkpoint(tmp_path: Path, remote_image:
             except grpc.RpcError:
                 pass
 
+        # No CNI config in this daemon's conf dir: the network is not ready, and says why.
+        if not Path("/etc/cni/net.d").is_dir() or not any(Path("/etc/cni/net.d").iterdir()):
+            conditions = {c.type: c for c in cri.runtime.Status(api.StatusRequest()).status.conditions}
+            assert not conditions["NetworkReady"].status
+            assert conditions["NetworkReady"].reason == "NetworkPluginNotReady"
+            assert "no network config found" in conditions["NetworkReady"].message
         reader = threading.Thread(target=collect, daemon=True)
         reader.start()
         # Pulled for the handler: unpacked into its snapshotter, not the default one.
@@ -457,3 +481,29 @@ def test_handler_snapshotter_events_and_checkpoint(tmp_path: Path, remote_image:
         )
         assert started.pod_sandbox_status.id == pod_id
         assert started.containers_statuses[0].state == api.CONTAINER_RUNNING
+
+
+def _parent(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("PPid:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no PPid for {pid}")
+
+
+def test_shim_sandboxer_runs_a_pod_in_one_shim(cri_daemon: DaemonProcess, remote_image: str) -> None:
+    with cri_client(str(cri_daemon.address)) as cri:
+        cri.pull(remote_image)
+        pod = pod_config()
+        pod_id = cri.run_pod(pod, handler="podshim")
+        try:
+            pause = json.loads(cri.pod_status(pod_id, verbose=True).info["info"])["pid"]
+            pids = []
+            for name in ("a", "b"):
+                cid = cri.create(pod_id, container_config(name, remote_image, "sleep", "3600"), pod)
+                cri.start(cid)
+                pids.append(json.loads(cri.container_status(cid, verbose=True).info["info"])["pid"])
+                assert cri.exec_sync(cid, "hostname").stdout.strip() == pod.hostname.encode()
+            assert _parent(pids[0]) == _parent(pids[1]) == _parent(pause)
+        finally:
+            cri.stop_pod(pod_id)
+            cri.remove_pod(pod_id)

@@ -114,7 +114,7 @@ def pod_config(
     name = name or f"pod-{secrets.token_hex(4)}"
     config = api.PodSandboxConfig(
         metadata=api.PodSandboxMetadata(name=name, namespace="default", uid=secrets.token_hex(8), attempt=0),
-        hostname=hostname or name,
+        hostname="" if host_network else (hostname or name),  # kubelet sends none for host-network pods
         log_directory=log_directory,
         labels={"app": name},
         annotations={"test": "yes"},

@@ -432,7 +432,8 @@ async def update_container_resources(
             raise FailedPrecondition(f"container {ctr.id} is not running or created")
         record = svc.metadata.containers.get(svc.ctx, ctr.id)
         old = json.loads(record.spec.value) if record.spec is not None else {}
-        spec = updated_spec(svc, old, request.linux)
+        handler = svc.sandboxes[ctr.sandbox_id].runtime_handler if ctr.sandbox_id in svc.sandboxes else ""
+        spec = updated_spec(svc, handler, old, request.linux)
         from dataclasses import replace
 
         svc.metadata.containers.update(

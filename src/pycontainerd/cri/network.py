@@ -11,16 +11,19 @@ namespace is removed: the bridge plugin needs the namespace to find what to un-m
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pycontainerd.api.k8s.cri.runtime.v1 import api_pb2 as api
-from pycontainerd.cni import CNI, Bandwidth, DNSConfig, PortMapping, create_netns, pod_args, remove_netns
+from pycontainerd.cni import CNI, Bandwidth, CNIError, DNSConfig, PortMapping, create_netns, pod_args, remove_netns
 
 if TYPE_CHECKING:
     from pycontainerd.cri import state
     from pycontainerd.cri.config import CRIConfig
+
+log = logging.getLogger(__name__)
 
 PROTOCOLS = {api.TCP: "tcp", api.UDP: "udp", api.SCTP: "sctp"}
 INGRESS = "kubernetes.io/ingress-bandwidth"
@@ -75,7 +78,11 @@ class PodNetwork:
             bin_dirs=self._config.cni.plugin_dirs,
             max_conf_num=max_conf_num or 1,
         )
-        cni.load()
+        try:
+            cni.load()
+        except CNIError as exc:
+            # Not fatal: NetworkReady says so, and the conf dir is looked at again on each use.
+            log.warning("CNI: %s", exc.message)
         return cni
 
     def for_handler(self, handler: str) -> CNI:

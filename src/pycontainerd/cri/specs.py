@@ -1,29 +1,122 @@
-"""OCI specs for CRI pods and containers (interim builder until cri.spec lands)."""
+"""Glue between the CRI service and :mod:`pycontainerd.cri.spec`: the spec options of each runtime
+handler (host facts probed once, config knobs from the plugin and the handler) and the three
+builds the RPCs need (pause container, container, resource update)."""
 
 from __future__ import annotations
 
+import functools
+import logging
 from typing import TYPE_CHECKING, Any
 
-from pycontainerd.oci import spec as oci
+from pycontainerd.cri.spec import (
+    ImageConfig,
+    SandboxFiles,
+    SpecOptions,
+    container_spec,
+    host_options,
+    sandbox_spec,
+    update_resources,
+)
 
 if TYPE_CHECKING:
     from pycontainerd.api.k8s.cri.runtime.v1 import api_pb2 as api
     from pycontainerd.cri import state
+    from pycontainerd.cri.config import CRIConfig
     from pycontainerd.cri.images import ImageInfo
     from pycontainerd.cri.service import CRIService
+
+log = logging.getLogger(__name__)
+
+CAP_SYS_RESOURCE = 24
+
+
+def _has_cap_sys_resource() -> bool:
+    try:
+        for line in open("/proc/self/status").read().splitlines():  # noqa: SIM115
+            if line.startswith("CapEff:"):
+                return bool(int(line.split()[1], 16) >> CAP_SYS_RESOURCE & 1)
+    except OSError:
+        pass
+    return True
+
+
+@functools.cache
+def _may_lower_oom_score() -> bool:
+    """Lowering an OOM score adj below our own needs CAP_SYS_RESOURCE; without it every pod would
+    fail to start, so the scores are restricted as ``restrict_oom_score_adj`` would."""
+    allowed = _has_cap_sys_resource()
+    if not allowed:
+        log.warning("no CAP_SYS_RESOURCE: OOM score adjustments are restricted to the daemon's own")
+    return allowed
+
+
+def spec_options(config: CRIConfig, handler_name: str) -> SpecOptions:
+    """The spec options of one runtime handler."""
+    handler = config.handler(handler_name)
+    return host_options(
+        restrict_oom_score_adj=config.restrict_oom_score_adj or not _may_lower_oom_score(),
+        disable_proc_mount=config.disable_proc_mount,
+        disable_cgroup=config.disable_cgroup,
+        disable_apparmor=config.disable_apparmor,
+        enable_selinux=config.enable_selinux,
+        privileged_without_host_devices=handler.privileged_without_host_devices,
+        privileged_without_host_devices_all_devices_allowed=handler.privileged_without_host_devices_all_devices_allowed,
+        device_ownership_from_security_context=config.device_ownership_from_security_context,
+        systemd_cgroup=handler.systemd_cgroup,
+        tolerate_missing_hugetlb_controller=config.tolerate_missing_hugetlb_controller,
+        disable_hugetlb_controller=config.disable_hugetlb_controller,
+        enable_unprivileged_ports=config.enable_unprivileged_ports,
+        enable_unprivileged_icmp=config.enable_unprivileged_icmp,
+        unset_seccomp_profile=config.unset_seccomp_profile,
+        ignore_image_defined_volumes=config.ignore_image_defined_volumes,
+        recursive_read_only_mounts=handler.is_runc,
+        pod_annotations=tuple(handler.pod_annotations),
+        container_annotations=tuple(handler.container_annotations),
+    )
+
+
+def _options(svc: CRIService, handler: str) -> SpecOptions:
+    cache: dict[str, SpecOptions] = svc.__dict__.setdefault("_spec_options", {})
+    key = svc.config.handler_name(handler)
+    if key not in cache:
+        cache[key] = spec_options(svc.config, handler)
+    return cache[key]
+
+
+def _files(files: dict[str, str]) -> SandboxFiles:
+    return SandboxFiles(
+        hostname=files.get("hostname", ""),
+        hosts=files.get("hosts", ""),
+        resolv_conf=files.get("resolv_conf", ""),
+        shm=files.get("shm", ""),
+    )
+
+
+def pod_files(svc: CRIService, pod: state.PodSandbox) -> dict[str, str]:
+    """The pod's files that exist on the host, by role."""
+    directory = svc.sandbox_dir(pod.id)
+    out = {}
+    for role, name in (("hostname", "hostname"), ("hosts", "hosts"), ("resolv_conf", "resolv.conf"), ("shm", "shm")):
+        if (directory / name).exists():
+            out[role] = str(directory / name)
+    return out
 
 
 def build_sandbox_spec(
     svc: CRIService, pod: state.PodSandbox, files: dict[str, str], pause_args: list[str]
 ) -> dict[str, Any]:
-    spec = oci.default_spec(svc.ctx.namespace, pod.id, pause_args)
-    spec["mounts"] = [m for m in spec["mounts"] if m["destination"] in ("/proc", "/dev", "/sys", "/dev/shm")]
-    if pod.netns_path:
-        oci.with_namespace(spec, "network", pod.netns_path)
-    else:
-        oci.without_namespace(spec, "network")
-    oci.with_hostname(spec, pod.config.hostname or pod.id[:12])
-    return spec
+    """The pause container's spec."""
+    return sandbox_spec(
+        sandbox_id=pod.id,
+        config=pod.config,
+        image=ImageConfig(entrypoint=tuple(pause_args)),
+        netns_path=pod.netns_path,
+        files=_files(files),
+        options=_options(svc, pod.runtime_handler),
+        pause_args=pause_args,
+        namespace=svc.ctx.namespace,
+        sandbox_image=svc.config.sandbox_image,
+    )
 
 
 def build_container_spec(
@@ -35,25 +128,38 @@ def build_container_spec(
     passwd: str | None,
     group: str | None,
 ) -> tuple[dict[str, Any], tuple[int, int, tuple[int, ...]]]:
-    img = image.config.get("config") or {}
-    args = list(config.command) or list(img.get("Entrypoint") or [])
-    args += list(config.args) if (config.args or config.command) else list(img.get("Cmd") or [])
-    spec = oci.default_spec(svc.ctx.namespace, container_id, args)
-    env = list(img.get("Env") or spec["process"]["env"]) + [str(kv.key) + "=" + str(kv.value) for kv in config.envs]
-    spec["process"]["env"] = env
-    spec["process"]["cwd"] = config.working_dir or img.get("WorkingDir") or "/"
-    spec["process"]["terminal"] = config.tty
-    files = svc.sandbox_dir(pod.id)
-    for name, dest in (("hostname", "/etc/hostname"), ("hosts", "/etc/hosts"), ("resolv.conf", "/etc/resolv.conf")):
-        if (files / name).exists():
-            spec["mounts"].append(
-                {"destination": dest, "type": "bind", "source": str(files / name), "options": ["rbind", "rw"]}
-            )
-    for kind, ns in (("network", "net"), ("ipc", "ipc"), ("uts", "uts")):
-        oci.with_namespace(spec, kind, f"/proc/{pod.pid}/ns/{ns}")
-    spec["hostname"] = pod.config.hostname
-    return spec, (0, 0, ())
+    """A container's spec, and the user it runs as (uid, gid, supplementary groups)."""
+
+    def target_pid(container: str) -> int:
+        from pycontainerd.errdefs import FailedPrecondition
+
+        target = svc.container(container)
+        if target.sandbox_id != pod.id or not target.status.pid:
+            raise FailedPrecondition(f"target container {container} is not running in pod {pod.id}")
+        return target.status.pid
+
+    spec = container_spec(
+        container_id=container_id,
+        sandbox_id=pod.id,
+        config=config,
+        sandbox_config=pod.config,
+        image=ImageConfig.from_json(image.config),
+        image_ref=image.name,
+        sandbox_pid=pod.pid,
+        files=_files(pod_files(svc, pod)),
+        passwd=passwd,
+        group=group,
+        options=_options(svc, pod.runtime_handler),
+        namespace=svc.ctx.namespace,
+        target_pid=target_pid,
+    )
+    user = spec.get("process", {}).get("user", {})
+    groups = tuple(int(g) for g in user.get("additionalGids", []) or [])
+    return spec, (int(user.get("uid", 0)), int(user.get("gid", 0)), groups)
 
 
-def updated_spec(svc: CRIService, spec: dict[str, Any], resources: api.LinuxContainerResources) -> dict[str, Any]:
-    return spec
+def updated_spec(
+    svc: CRIService, handler: str, spec: dict[str, Any], resources: api.LinuxContainerResources
+) -> dict[str, Any]:
+    """The spec with new cgroup limits (UpdateContainerResources)."""
+    return update_resources(spec, resources, _options(svc, handler))
