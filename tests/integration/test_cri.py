@@ -328,6 +328,20 @@ def test_status_codes_kubelet_expects(cri_daemon: DaemonProcess, remote_image: s
             assert code(lambda: cri.exec_sync(cid, "true")) == grpc.StatusCode.FAILED_PRECONDITION
             cri.start(cid)
             assert code(lambda: cri.start(cid)) == grpc.StatusCode.FAILED_PRECONDITION
+            # UpdateContainerResources reaches the running container's cgroup and its spec.
+            limit = 96 * 1024 * 1024
+            resources = api.LinuxContainerResources(memory_limit_in_bytes=limit, cpu_shares=512)
+            cri.runtime.UpdateContainerResources(api.UpdateContainerResourcesRequest(container_id=cid, linux=resources))
+            info = json.loads(cri.container_status(cid, verbose=True).info["info"])
+            assert info["runtimeSpec"]["linux"]["resources"]["memory"]["limit"] == limit
+            pid = info["pid"]
+            memory_cgroup = next(
+                line.split(":", 2)[2]
+                for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+                if ":memory:" in line
+            )
+            assert int(Path(f"/sys/fs/cgroup/memory{memory_cgroup}/memory.limit_in_bytes").read_text()) == limit
+            assert cri.container_status(cid).status.resources.linux.memory_limit_in_bytes == limit
             assert code(lambda: cri.exec_sync(cid, "sleep", "10", timeout=1)) == grpc.StatusCode.DEADLINE_EXCEEDED
             assert code(lambda: cri.exec_sync(cid)) == grpc.StatusCode.INVALID_ARGUMENT
         finally:
