@@ -128,6 +128,7 @@ def cri_config(name: str, base: Path) -> str:
     return (
         '[plugins."io.containerd.grpc.v1.cri"]\n'
         f'  sandbox_image = "{PAUSE_REF}"\n'
+        "  restrict_oom_score_adj = true\n"  # CAP_SYS_RESOURCE is not ours here: -998 cannot be set
         '  [plugins."io.containerd.grpc.v1.cri".cni]\n'
         f'    conf_dir = "{conf_dir}"\n    {bins}\n'
     )

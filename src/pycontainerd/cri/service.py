@@ -217,6 +217,7 @@ class CRIService:
             self.sandbox_names.reserve(pod.name, pod.id)
             if pod.state == api.SANDBOX_READY:
                 self.monitor_sandbox(pod)
+        await self._drop_orphan_netns()
         for ctr_record in self.metadata.containers.list(self.ctx, [f"labels.{state.KIND_LABEL}==container"]):
             ext = ctr_record.extensions.get(state.CONTAINER_EXTENSION)
             if ext is None:
@@ -230,6 +231,18 @@ class CRIService:
             await self._recover_task(ctr)
             self.containers[ctr.id] = ctr
             self.container_names.reserve(ctr.name, ctr.id)
+
+    async def _drop_orphan_netns(self) -> None:
+        """Network namespaces under our state dir that no pod holds (a crash mid-RunPodSandbox)."""
+        if self.network is None or not self.config.netns_mounts_under_state_dir:
+            return
+        from pycontainerd.cni import list_netns
+
+        held = {pod.netns_path for pod in self.sandboxes.values()}
+        for entry in await asyncio.to_thread(list_netns, self.network.netns_dir):
+            if str(entry.path) not in held:
+                log.info("removing orphaned network namespace %s", entry.path)
+                await self.network.remove_netns(str(entry.path))
 
     async def _recover_task(self, ctr: state.CRIContainer) -> None:
         try:
