@@ -33,6 +33,7 @@ def daemon(image: ImageInfo) -> Iterator[DaemonProcess]:
     # containerd. Collections happen only when a test asks (rm --sync, gc collect).
     no_auto_gc = (
         '[plugins."io.containerd.gc.v1.scheduler"]\ndeletion_threshold = 1000000\nmutation_threshold = 1000000\n'
+        'startup_delay = "1h"\n'
     )
     with running_daemon(extra_config=no_auto_gc) as d:
         d.ctr("images", "import", str(image.path), namespace=NS)
