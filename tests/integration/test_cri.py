@@ -210,23 +210,28 @@ def test_pod_with_two_containers_end_to_end(cri_daemon: DaemonProcess, remote_im
         # Exec and port-forward through the streaming server, as kubectl does.
         from tests.support import k8s_stream_client as stream
 
+        spdy_reply = b""
         for protocol in ("spdy", "websocket"):
-            url = cri.runtime.Exec(
-                api.ExecRequest(
-                    container_id=side_id,
-                    cmd=["sh", "-c", "cat; echo done >&2; exit 7"],
-                    stdin=True,
-                    stdout=True,
-                    stderr=True,
-                )
-            ).url
+            request = api.ExecRequest(
+                container_id=side_id,
+                cmd=["sh", "-c", "cat; echo done >&2; exit 7"],
+                stdin=True,
+                stdout=True,
+                stderr=True,
+            )
+            url = cri.runtime.Exec(request).url
             code, out, err = asyncio.run(stream.exec_via_url(url, stdin=b"piped\n", protocol=protocol))
             assert (code, out, err) == (7, b"piped\n", b"done\n"), protocol
             url = cri.runtime.PortForward(api.PortForwardRequest(pod_sandbox_id=pod_id, port=[80])).url
-            got = asyncio.run(
-                stream.port_forward_via_url(url, 80, b"GET /index.html HTTP/1.0\r\n\r\n", protocol=protocol)
-            )
+            get = b"GET /index.html HTTP/1.0\r\n\r\n"
+            # Websocket channels cannot half-close: read as much as the SPDY answer held.
+            expect = {"expect": len(spdy_reply)} if protocol == "websocket" else {}
+            got = asyncio.run(stream.port_forward_via_url(url, 80, get, protocol=protocol, **expect))
             assert got.startswith(b"HTTP/1.") and got.endswith(b"hello-from-pod\n"), protocol
+            spdy_reply = got
+        # A used URL is gone.
+        with pytest.raises(Exception, match="404"):
+            asyncio.run(stream.exec_via_url(url, protocol="spdy"))
 
         # Logs in the CRI format, and a reopen after kubelet rotates the file.
         side_log = logs / "sidecar" / "0.log"

@@ -89,7 +89,7 @@ async def stats_of(svc: CRIService, ctr: state.CRIContainer) -> api.ContainerSta
     snapshotter = svc.metadata.snapshotters.get(ctr.snapshotter)
     if snapshotter is not None:
         with contextlib.suppress(NotFound):
-            usage = await asyncio.to_thread(snapshotter.usage, svc.ctx, ctr.id)
+            usage = snapshotter.usage(svc.ctx, ctr.id)  # metadata: one thread only
             out.writable_layer.timestamp = now
             out.writable_layer.fs_id.mountpoint = str(
                 svc.root.parent / f"io.containerd.snapshotter.v1.{ctr.snapshotter}"
