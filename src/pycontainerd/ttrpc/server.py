@@ -220,6 +220,15 @@ class Server:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
+    async def serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Serve one already established connection until it ends.
+
+        For transports that are not a listening socket, e.g. one of the virtual
+        connections NRI multiplexes over a single socket. Returns when the peer goes
+        away or the server is closed.
+        """
+        await self._accept(reader, writer)
+
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = _peer_credentials(writer)
         if self._closing or (self._require_same_user and not _same_user(peer)):
