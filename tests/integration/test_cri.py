@@ -526,3 +526,26 @@ def test_shim_sandboxer_runs_a_pod_in_one_shim(cri_daemon: DaemonProcess, remote
         finally:
             cri.stop_pod(pod_id)
             cri.remove_pod(pod_id)
+
+
+def test_attach_with_stdin_once(cri_daemon: DaemonProcess, remote_image: str) -> None:
+    from tests.support import k8s_stream_client as stream
+
+    with cri_client(str(cri_daemon.address)) as cri:
+        cri.pull(remote_image)
+        pod = pod_config()
+        pod_id = cri.run_pod(pod)
+        try:
+            config = container_config("cat", remote_image, "cat", stdin=True)
+            config.stdin_once = True
+            cid = cri.create(pod_id, config, pod)
+            cri.start(cid)
+            url = cri.runtime.Attach(api.AttachRequest(container_id=cid, stdin=True, stdout=True, stderr=True)).url
+            code, out, _ = asyncio.run(stream.attach_via_url(url, stdin=b"through attach\n", protocol="spdy"))
+            assert (code, out) == (0, b"through attach\n")
+            # stdin_once: the container's stdin closed with the session, so cat ends.
+            _wait_for(lambda: cri.container_status(cid).status.state == api.CONTAINER_EXITED)
+            assert cri.container_status(cid).status.exit_code == 0
+        finally:
+            cri.stop_pod(pod_id)
+            cri.remove_pod(pod_id)

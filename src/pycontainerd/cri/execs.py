@@ -221,7 +221,7 @@ async def attach(
     helpers: list[asyncio.Task[Any]] = []
     try:
         if stdin is not None and cio.stdin is not None:
-            helpers.append(spawn(_attach_stdin(ctr, stdin)))
+            helpers.append(spawn(_attach_stdin(svc, ctr, stdin)))
         if resize is not None:
             helpers.append(spawn(_resize(svc, ctr.id, "", resize)))
         closed = spawn(cio.wait_closed())
@@ -245,12 +245,16 @@ async def attach(
             helper.cancel()
 
 
-async def _attach_stdin(ctr: state.CRIContainer, source: AsyncIterator[bytes]) -> None:
+async def _attach_stdin(svc: CRIService, ctr: state.CRIContainer, source: AsyncIterator[bytes]) -> None:
     assert ctr.io is not None and ctr.io.stdin is not None
     async for chunk in source:
         await ctr.io.stdin.write(chunk)
     if ctr.config.stdin_once:
         ctr.io.stdin.close()
+        with contextlib.suppress(Exception):  # the shim holds the FIFO too: ask it to close stdin
+            await svc.tasks.call(
+                svc.ctx, ctr.id, "CloseIO", shim_pb2.CloseIORequest(id=ctr.id, stdin=True), empty_pb2.Empty
+            )
 
 
 _CLONE_NEWNET = 0x40000000
