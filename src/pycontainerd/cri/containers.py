@@ -27,7 +27,6 @@ from pycontainerd.api.k8s.cri.runtime.v1 import api_pb2 as api
 from pycontainerd.core.containers import AnyValue, Container, Runtime
 from pycontainerd.cri import state
 from pycontainerd.cri.images import ImageIndex, ImageInfo
-from pycontainerd.cri.io import ContainerIO
 from pycontainerd.cri.specs import build_container_spec, updated_spec
 from pycontainerd.errdefs import FailedPrecondition, InvalidArgument, NotFound
 from pycontainerd.namespaces import RequestContext
@@ -190,13 +189,7 @@ async def start_container(svc: CRIService, request: api.StartContainerRequest) -
         if pod.state != api.SANDBOX_READY:
             raise FailedPrecondition(f"sandbox container {pod.id} is not running")
         record = svc.metadata.containers.get(svc.ctx, ctr.id)
-        cio = ContainerIO(
-            svc.io_dir(ctr.id),
-            stdin=ctr.config.stdin,
-            tty=ctr.config.tty,
-            log_path=ctr.log_path,
-            max_line=svc.config.max_container_log_line_size,
-        )
+        cio = svc.container_io(ctr)
         try:
             cio.open()
             mounts = svc.metadata.snapshotters[ctr.snapshotter].mounts(svc.ctx, ctr.id)

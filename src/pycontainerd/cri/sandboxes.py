@@ -204,9 +204,7 @@ def _make_sandbox_files(directory: Path, config: api.PodSandboxConfig) -> dict[s
 
 def remove_sandbox_files(directory: Path) -> None:
     """Unmount the pod's shm and delete its files."""
-    shm = directory / "shm"
-    if os.path.ismount(shm):
-        subprocess.run(["umount", "-l", str(shm)], check=False, capture_output=True, timeout=30)
+    _unmount_shm(directory)
     shutil.rmtree(directory, ignore_errors=True)
 
 
@@ -238,6 +236,7 @@ async def stop_pod(svc: CRIService, pod: state.PodSandbox) -> None:
 
 
 def _unmount_shm(directory: Path) -> None:
+    """Unmount the pod's /dev/shm tmpfs (stopped pods keep no tmpfs)."""
     shm = directory / "shm"
     if os.path.ismount(shm):
         subprocess.run(["umount", "-l", str(shm)], check=False, capture_output=True, timeout=30)
@@ -269,17 +268,22 @@ async def remove_pod_sandbox(svc: CRIService, request: api.RemovePodSandboxReque
     return api.RemovePodSandboxResponse()
 
 
+def _pod_fields(pod: state.PodSandbox) -> dict[str, Any]:
+    """What PodSandbox (list entries) and PodSandboxStatus share."""
+    return {
+        "id": pod.id,
+        "metadata": pod.config.metadata,
+        "state": pod.state,
+        "created_at": pod.created_at,
+        "labels": dict(pod.config.labels),
+        "annotations": dict(pod.config.annotations),
+        "runtime_handler": pod.runtime_handler,
+    }
+
+
 def pod_status(pod: state.PodSandbox) -> api.PodSandboxStatus:
     """The PodSandboxStatus message of a pod."""
-    status = api.PodSandboxStatus(
-        id=pod.id,
-        metadata=pod.config.metadata,
-        state=pod.state,
-        created_at=pod.created_at,
-        labels=dict(pod.config.labels),
-        annotations=dict(pod.config.annotations),
-        runtime_handler=pod.runtime_handler,
-    )
+    status = api.PodSandboxStatus(**_pod_fields(pod))
     if pod.ip:
         status.network.ip = pod.ip
         status.network.additional_ips.extend(api.PodIP(ip=ip) for ip in pod.additional_ips)
@@ -329,17 +333,7 @@ async def list_pod_sandbox(svc: CRIService, request: api.ListPodSandboxRequest) 
                 continue
             if not state.matches_selector(pod.config.labels, flt.label_selector):
                 continue
-        items.append(
-            api.PodSandbox(
-                id=pod.id,
-                metadata=pod.config.metadata,
-                state=pod.state,
-                created_at=pod.created_at,
-                labels=dict(pod.config.labels),
-                annotations=dict(pod.config.annotations),
-                runtime_handler=pod.runtime_handler,
-            )
-        )
+        items.append(api.PodSandbox(**_pod_fields(pod)))
     return api.ListPodSandboxResponse(items=items)
 
 

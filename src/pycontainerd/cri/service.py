@@ -97,6 +97,16 @@ class CRIService:
         """Where a container's (and its execs') FIFOs live."""
         return self.state_dir / "io" / container_id
 
+    def container_io(self, ctr: state.CRIContainer) -> ContainerIO:
+        """The (not yet opened) stdio of a container: its FIFOs, its CRI log."""
+        return ContainerIO(
+            self.io_dir(ctr.id),
+            stdin=ctr.config.stdin,
+            tty=ctr.config.tty,
+            log_path=ctr.log_path,
+            max_line=self.config.max_container_log_line_size,
+        )
+
     def sandbox_dir(self, sandbox_id: str) -> Path:
         """The pod's files: hostname, hosts, resolv.conf, shm."""
         return self.state_dir / "sandboxes" / sandbox_id
@@ -259,13 +269,7 @@ class CRIService:
                 ctr.status.state = api.CONTAINER_UNKNOWN if ctr.status.unknown else api.CONTAINER_CREATED
             return
         if ctr.status.state in (api.CONTAINER_RUNNING, api.CONTAINER_CREATED) and ctr.status.started_at:
-            ctr.io = ContainerIO(
-                self.io_dir(ctr.id),
-                stdin=ctr.config.stdin,
-                tty=ctr.config.tty,
-                log_path=ctr.log_path,
-                max_line=self.config.max_container_log_line_size,
-            )
+            ctr.io = self.container_io(ctr)
             try:
                 ctr.io.open(hold=False)
             except OSError:
