@@ -8,12 +8,14 @@ with a message naming what replaces them, so a config written for containerd 1.x
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from pycontainerd.config.model import ConfigError
+from pycontainerd.core.containers import Runtime
 from pycontainerd.errdefs import InvalidArgument
+from pycontainerd.gc.durations import parse_duration as go_duration
+from pycontainerd.metadata.containers import unpack_any
 from pycontainerd.runtime.v2.config import RuntimeEntry
 
 PLUGIN_KEY = 'plugins."io.containerd.grpc.v1.cri"'
@@ -76,6 +78,10 @@ class RuntimeHandlerConfig:
         if not self.is_runc:
             return None
         return RuntimeEntry(options=dict(self.options)).runc_options(self.runtime_type)
+
+    def runtime(self) -> Runtime:
+        """The runtime (type and options) of the containers and sandboxes this handler runs."""
+        return Runtime(self.runtime_type, unpack_any(self.runc_options()))
 
     @property
     def systemd_cgroup(self) -> bool:
@@ -160,23 +166,12 @@ class RegistrySection:
                 )
 
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
 def parse_duration(text: str, where: str) -> float:
-    """A Go duration string (``4h0m0s``, ``1m30s``, ``500ms``, ``0``) in seconds."""
-    if text in ("", "0"):
-        return 0.0
-    pos, total = 0, 0.0
-    for match in _DURATION.finditer(text):
-        if match.start() != pos:
-            break
-        total += float(match.group(1)) * _UNITS[match.group(2)]
-        pos = match.end()
-    if pos != len(text) or pos == 0:
-        raise ConfigError(f'{where}: invalid duration "{text}"')
-    return total
+    """A Go duration string (``4h0m0s``, ``1m30s``, ``500ms``, ``0``) in seconds; ConfigError names ``where``."""
+    try:
+        return go_duration(text)
+    except ValueError:
+        raise ConfigError(f'{where}: invalid duration "{text}"') from None
 
 
 @dataclass(slots=True)

@@ -24,11 +24,12 @@ from google.protobuf import any_pb2, empty_pb2
 
 from pycontainerd.api.containerd.runtime.task.v2 import shim_pb2
 from pycontainerd.api.k8s.cri.runtime.v1 import api_pb2 as api
-from pycontainerd.core.containers import AnyValue, Container, Runtime
+from pycontainerd.core.containers import AnyValue, Container
 from pycontainerd.cri import state
 from pycontainerd.cri.images import ImageIndex, ImageInfo
 from pycontainerd.cri.specs import build_container_spec, updated_spec
 from pycontainerd.errdefs import FailedPrecondition, InvalidArgument, NotFound
+from pycontainerd.metadata.containers import pack_any
 from pycontainerd.namespaces import RequestContext
 from pycontainerd.oci import spec as oci
 from pycontainerd.services.snapshots import mount_to_pb
@@ -96,16 +97,11 @@ async def _create(
                 stop_signal=(image.config.get("config") or {}).get("StopSignal", ""),
                 user=user,
             )
-            options = handler.runc_options()
-            runtime_options = None
-            if options:
-                packed = any_pb2.Any.FromString(options)
-                runtime_options = AnyValue(packed.type_url, packed.value)
             record = Container(
                 id=container_id,
                 labels={**dict(config.labels), state.KIND_LABEL: "container"},
                 image=image.name,
-                runtime=Runtime(handler.runtime_type, runtime_options),
+                runtime=handler.runtime(),
                 spec=AnyValue(oci.SPEC_TYPE_URL, oci.encode(spec)),
                 snapshotter=snapshotter_name,
                 snapshot_key=container_id,
@@ -193,7 +189,6 @@ async def start_container(svc: CRIService, request: api.StartContainerRequest) -
         try:
             cio.open()
             mounts = svc.metadata.snapshotters[ctr.snapshotter].mounts(svc.ctx, ctr.id)
-            options = record.runtime.options
             await svc.tasks.create(
                 svc.ctx,
                 record,
@@ -202,9 +197,7 @@ async def start_container(svc: CRIService, request: api.StartContainerRequest) -
                 stdout=cio.stdout_path,
                 stderr=cio.stderr_path,
                 terminal=ctr.config.tty,
-                options=any_pb2.Any(type_url=options.type_url, value=options.value).SerializeToString()
-                if options
-                else None,
+                options=pack_any(record.runtime.options),
             )
             reply = await svc.tasks.call(
                 svc.ctx, ctr.id, "Start", shim_pb2.StartRequest(id=ctr.id), shim_pb2.StartResponse

@@ -12,15 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import logging
-import os
 import secrets
 import shutil
 import signal
 import socket
-import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +26,7 @@ from google.protobuf import any_pb2, empty_pb2
 from pycontainerd.aio import spawn
 from pycontainerd.api.containerd.runtime.task.v2 import shim_pb2
 from pycontainerd.api.k8s.cri.runtime.v1 import api_pb2 as api
+from pycontainerd.cni import run_in_netns
 from pycontainerd.cri.io import FifoPump, StdinWriter, make_fifo
 from pycontainerd.errdefs import DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound
 
@@ -257,40 +255,10 @@ async def _attach_stdin(svc: CRIService, ctr: state.CRIContainer, source: AsyncI
             )
 
 
-_CLONE_NEWNET = 0x40000000
-
-
-def _connect_in_netns(netns_path: str, port: int) -> socket.socket:
-    """A TCP connection to localhost:port made from inside ``netns_path`` (on a fresh thread,
-    since setns changes only the calling thread's namespace)."""
-    result: dict[str, Any] = {}
-
-    def work() -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-        target = os.open(netns_path, os.O_RDONLY)
-        try:
-            if libc.setns(target, _CLONE_NEWNET) != 0:
-                raise OSError(ctypes.get_errno(), f"setns {netns_path}")
-            try:
-                sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-                sock.setblocking(False)
-                result["sock"] = sock
-            finally:
-                if libc.setns(own, _CLONE_NEWNET) != 0:
-                    result["fatal"] = True
-        except Exception as exc:
-            result["error"] = exc
-        finally:
-            os.close(own)
-            os.close(target)
-
-    thread = threading.Thread(target=work, name="cri-portforward-netns")
-    thread.start()
-    thread.join()
-    if "error" in result:
-        raise result["error"]
-    sock: socket.socket = result["sock"]
+def _connect_local(port: int) -> socket.socket:
+    """A TCP connection to the loopback of the calling thread's network namespace."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.setblocking(False)
     return sock
 
 
@@ -305,5 +273,5 @@ async def port_forward(
         raise InvalidArgument(f"invalid port {port}")
     if not pod.netns_path:
         return await asyncio.open_connection("127.0.0.1", port)
-    sock = await asyncio.to_thread(_connect_in_netns, pod.netns_path, port)
+    sock = await run_in_netns(pod.netns_path, _connect_local, port)
     return await asyncio.open_connection(sock=sock)

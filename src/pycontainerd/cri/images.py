@@ -266,6 +266,12 @@ def _usage(path: str) -> tuple[int, int]:
 
 async def image_fs_info(svc: CRIService, request: api.ImageFsInfoRequest) -> api.ImageFsInfoResponse:
     """Usage of the snapshotter's directory, where image layers and writable layers live."""
+    # kubelet asks every few seconds and the walk is proportional to the files stored: reuse a
+    # result younger than stats_collect_period, as containerd serves a periodically synced figure.
+    now = time.monotonic()
+    if svc.fs_usage is not None and now - svc.fs_usage[0] < svc.config.stats_collect_period:
+        cached: api.ImageFsInfoResponse = svc.fs_usage[1]
+        return cached
     name = svc.config.containerd.snapshotter
     mountpoint = str(svc.root.parent / f"io.containerd.snapshotter.v1.{name}")
     used, inodes = await asyncio.to_thread(_usage, mountpoint)
@@ -273,4 +279,6 @@ async def image_fs_info(svc: CRIService, request: api.ImageFsInfoRequest) -> api
     usage.fs_id.mountpoint = mountpoint
     usage.used_bytes.value = used
     usage.inodes_used.value = inodes
-    return api.ImageFsInfoResponse(image_filesystems=[usage], container_filesystems=[usage])
+    response = api.ImageFsInfoResponse(image_filesystems=[usage], container_filesystems=[usage])
+    svc.fs_usage = (now, response)
+    return response

@@ -18,19 +18,20 @@ import shutil
 import socket
 import subprocess
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pycontainerd.api.k8s.cri.runtime.v1 import api_pb2 as api
-from pycontainerd.core.containers import AnyValue, Runtime
+from pycontainerd.core.containers import AnyValue
 from pycontainerd.core.sandboxes import Sandbox
 from pycontainerd.cri import state
+from pycontainerd.cri.spec import hostname_file, hosts_file, resolv_conf
 from pycontainerd.cri.specs import build_sandbox_spec
 from pycontainerd.errdefs import InvalidArgument, NotFound
 from pycontainerd.namespaces import RequestContext
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
-    from pathlib import Path
 
     from pycontainerd.cri.service import CRIService
 
@@ -76,16 +77,9 @@ async def run_pod_sandbox(svc: CRIService, request: api.RunPodSandboxRequest) ->
     )
     undo: list[Any] = []
     try:
-        options = handler.runc_options()
-        runtime_options = None
-        if options:
-            from google.protobuf import any_pb2
-
-            packed = any_pb2.Any.FromString(options)
-            runtime_options = AnyValue(packed.type_url, packed.value)
         record = Sandbox(
             id=sandbox_id,
-            runtime=Runtime(handler.runtime_type, runtime_options),
+            runtime=handler.runtime(),
             sandboxer=handler.sandboxer,
             labels={"name": name},
             extensions={state.SANDBOX_EXTENSION: AnyValue(state.METADATA_TYPE_URL, pod.to_json())},
@@ -167,21 +161,20 @@ def _make_sandbox_files(directory: Path, config: api.PodSandboxConfig) -> dict[s
     """hostname, hosts, resolv.conf and (without host IPC) a tmpfs for /dev/shm."""
     directory.mkdir(parents=True, exist_ok=True, mode=0o711)
     files: dict[str, str] = {}
-    hostname = config.hostname or (socket.gethostname() if host_network(config) else "")
-    if hostname:
-        (directory / "hostname").write_text(hostname + "\n")
-        files["hostname"] = str(directory / "hostname")
+    (directory / "hostname").write_text(hostname_file(config, socket.gethostname()))
+    files["hostname"] = str(directory / "hostname")
     hosts = directory / "hosts"
     try:
-        shutil.copyfile(HOST_HOSTS, hosts)
+        node_hosts: str | None = Path(HOST_HOSTS).read_text()
     except OSError:
-        hosts.write_text("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+        node_hosts = None
+    hosts.write_text(hosts_file(node_hosts))
     files["hosts"] = str(hosts)
     resolv = directory / "resolv.conf"
     if config.HasField("dns_config") and (
         config.dns_config.servers or config.dns_config.searches or config.dns_config.options
     ):
-        resolv.write_text(_resolv_conf(config.dns_config))
+        resolv.write_text(resolv_conf(config.dns_config))
     else:
         try:
             shutil.copyfile(HOST_RESOLV, resolv)
@@ -335,11 +328,3 @@ async def list_pod_sandbox(svc: CRIService, request: api.ListPodSandboxRequest) 
                 continue
         items.append(api.PodSandbox(**_pod_fields(pod)))
     return api.ListPodSandboxResponse(items=items)
-
-
-def _resolv_conf(dns: api.DNSConfig) -> str:
-    lines = [f"search {' '.join(dns.searches)}"] if dns.searches else []
-    lines += [f"nameserver {server}" for server in dns.servers]
-    if dns.options:
-        lines.append(f"options {' '.join(dns.options)}")
-    return "\n".join(lines) + "\n"

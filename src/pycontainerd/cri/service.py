@@ -69,6 +69,8 @@ class CRIService:
         self.status_files = state.StatusFiles(root)
         self._subscribers: set[asyncio.Queue[api.ContainerEventResponse]] = set()
         self.locks: dict[str, asyncio.Lock] = {}
+        self.spec_options: dict[str, Any] = {}  # runtime handler -> cri.spec.SpecOptions (host probed once)
+        self.fs_usage: tuple[float, Any] | None = None  # (when, ImageFsInfoResponse), see cri.images
 
     # -- lookups ---------------------------------------------------------------------------
 

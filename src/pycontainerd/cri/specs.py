@@ -4,7 +4,7 @@ builds the RPCs need (pause container, container, resource update)."""
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -27,34 +27,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CAP_SYS_RESOURCE = 24
-
-
-def _has_cap_sys_resource() -> bool:
-    try:
-        for line in open("/proc/self/status").read().splitlines():  # noqa: SIM115
-            if line.startswith("CapEff:"):
-                return bool(int(line.split()[1], 16) >> CAP_SYS_RESOURCE & 1)
-    except OSError:
-        pass
-    return True
-
-
-@functools.cache
-def _may_lower_oom_score() -> bool:
-    """Lowering an OOM score adj below our own needs CAP_SYS_RESOURCE; without it every pod would
-    fail to start, so the scores are restricted as ``restrict_oom_score_adj`` would."""
-    allowed = _has_cap_sys_resource()
-    if not allowed:
-        log.warning("no CAP_SYS_RESOURCE: OOM score adjustments are restricted to the daemon's own")
-    return allowed
-
 
 def spec_options(config: CRIConfig, handler_name: str) -> SpecOptions:
     """The spec options of one runtime handler."""
     handler = config.handler(handler_name)
-    return host_options(
-        restrict_oom_score_adj=config.restrict_oom_score_adj or not _may_lower_oom_score(),
+    options = host_options(
+        restrict_oom_score_adj=config.restrict_oom_score_adj,
         disable_proc_mount=config.disable_proc_mount,
         disable_cgroup=config.disable_cgroup,
         disable_apparmor=config.disable_apparmor,
@@ -73,14 +51,20 @@ def spec_options(config: CRIConfig, handler_name: str) -> SpecOptions:
         pod_annotations=tuple(handler.pod_annotations),
         container_annotations=tuple(handler.container_annotations),
     )
+    if not options.restrict_oom_score_adj and "CAP_SYS_RESOURCE" not in options.all_capabilities:
+        # Lowering an OOM score adj below our own needs CAP_SYS_RESOURCE: without it every pod
+        # would fail to start, so scores are restricted as restrict_oom_score_adj would.
+        log.warning("no CAP_SYS_RESOURCE: OOM score adjustments are restricted to the daemon's own")
+        options = dataclasses.replace(options, restrict_oom_score_adj=True)
+    return options
 
 
 def _options(svc: CRIService, handler: str) -> SpecOptions:
-    cache: dict[str, SpecOptions] = svc.__dict__.setdefault("_spec_options", {})
     key = svc.config.handler_name(handler)
-    if key not in cache:
-        cache[key] = spec_options(svc.config, handler)
-    return cache[key]
+    if key not in svc.spec_options:
+        svc.spec_options[key] = spec_options(svc.config, handler)
+    options: SpecOptions = svc.spec_options[key]
+    return options
 
 
 def _files(files: dict[str, str]) -> SandboxFiles:

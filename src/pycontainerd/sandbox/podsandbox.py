@@ -21,13 +21,14 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from google.protobuf import any_pb2, empty_pb2
+from google.protobuf import empty_pb2
 
 from pycontainerd.api.containerd.runtime.task.v2 import shim_pb2
 from pycontainerd.api.containerd.types import mount_pb2
 from pycontainerd.core.containers import AnyValue, Container, Runtime
 from pycontainerd.errdefs import AlreadyExists, NotFound
 from pycontainerd.images.platforms import Platform, host_platform
+from pycontainerd.metadata.containers import pack_any
 from pycontainerd.oci import spec as oci
 from pycontainerd.pbtime import from_timestamp
 from pycontainerd.sandbox.pause import pause_binary
@@ -164,7 +165,6 @@ class PodSandboxController:
                 mount_pb2.Mount(type=m.type, source=m.source, target=m.target, options=list(m.options))
                 for m in snapshotter.mounts(ctx, container.snapshot_key)
             ]
-        options = container.runtime.options
         await self._tasks.create(
             ctx,
             container,
@@ -173,9 +173,7 @@ class PodSandboxController:
             stdout="",
             stderr="",
             terminal=False,
-            options=any_pb2.Any(type_url=options.type_url, value=options.value).SerializeToString()
-            if options
-            else None,
+            options=pack_any(container.runtime.options),
             sandbox_api=sandbox_api,
         )
 
