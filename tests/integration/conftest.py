@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,21 +17,11 @@ from tests.support.daemon import DaemonProcess, running_daemon
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-CGROUP_ROOT = Path("/sys/fs/cgroup")
-
-
-def _cgroup_dirs() -> set[Path]:
-    """Top-level directories of every cgroup v1 controller (runc makes one per namespace)."""
-    if not CGROUP_ROOT.is_dir():
-        return set()
-    return {d for ctrl in CGROUP_ROOT.iterdir() if ctrl.is_dir() for d in ctrl.iterdir() if d.is_dir()}
-
 
 @pytest.fixture(scope="session", autouse=True)
 def host_cleanup() -> Iterator[None]:
-    """After the session: stop the shim template, drop dead shims' sockets, remove the empty
-    per-namespace cgroups runc created (runc removes a container's cgroup, not its parent)."""
-    before = _cgroup_dirs()
+    """After the session: stop the shim template, drop dead shims' sockets (empty cgroups are
+    tests/conftest.py's)."""
     yield
     stop_template()
     sockets = Path(SOCKET_DIR)
@@ -41,9 +30,6 @@ def host_cleanup() -> Iterator[None]:
             if not socket_in_use(sock):
                 with contextlib.suppress(OSError):
                     sock.unlink()
-    for directory in sorted(_cgroup_dirs() - before, key=lambda p: len(p.parts), reverse=True):
-        with contextlib.suppress(OSError):
-            os.rmdir(directory)  # only if empty: never touch a cgroup still in use
 
 
 @pytest.fixture
