@@ -234,7 +234,15 @@ async def attach(
                         await result
                 continue
             getter.cancel()
-            if closed in done or (ctr.config.stdin_once and any(h in done for h in helpers[:1])):
+            if closed in done:
+                # Output ended (with stdin_once, closing stdin above is what ends the process):
+                # drain what the subscriber already queued, then the session is over.
+                while not queue.empty():
+                    stream, data = queue.get_nowait()
+                    if on_output is not None:
+                        result = on_output(stream, data)
+                        if result is not None:
+                            await result
                 break
             helpers = [h for h in helpers if h not in done]
     finally:
