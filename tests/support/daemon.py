@@ -165,8 +165,23 @@ address = "{base / "pcd.sock"}"
 level = "debug"
 {GO_SHIM_CONFIG if go_shim else ""}
 {extra}
+{"" if NRI_KEY in extra else private_nri_config(base)}
 """
     )
+
+
+NRI_KEY = 'plugins."io.containerd.nri.v1.nri"'
+
+
+def private_nri_config(base: Path) -> str:
+    """NRI's socket and plugin directories under ``base``: a test daemon must neither share the host's
+    socket with other daemons nor launch plugins installed on the host."""
+    return f"""
+[{NRI_KEY}]
+  socket_path = "{base / "nri.sock"}"
+  plugin_path = "{base / "nri-plugins"}"
+  plugin_config_path = "{base / "nri-conf.d"}"
+"""
 
 
 @contextlib.contextmanager

@@ -74,6 +74,7 @@ async def _create(
     expire = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     svc.metadata.leases.create(svc.ctx, lease_id, {"containerd.io/gc.expire": expire})
     leased = RequestContext(svc.ctx.namespace, lease_id)
+    nri_created = False
     try:
         await ensure_unpacked(svc, leased, image.name, image.chain_id, snapshotter_name)
         mounts = snapshotter.prepare(leased, container_id, image.chain_id)
@@ -97,6 +98,8 @@ async def _create(
                 stop_signal=(image.config.get("config") or {}).get("StopSignal", ""),
                 user=user,
             )
+            await svc.nri.create_container(pod, ctr, spec)
+            nri_created = svc.nri.enabled
             record = Container(
                 id=container_id,
                 labels={**dict(config.labels), state.KIND_LABEL: "container"},
@@ -112,6 +115,8 @@ async def _create(
         except BaseException:
             with contextlib.suppress(NotFound):
                 snapshotter.remove(leased, container_id)
+            if nri_created:
+                await svc.nri.undo_create_container(pod, ctr, spec)
             raise
     finally:
         with contextlib.suppress(NotFound):
@@ -119,6 +124,7 @@ async def _create(
     svc.save_status(ctr)
     svc.containers[container_id] = ctr
     svc.emit(container_id, api.CONTAINER_CREATED_EVENT)
+    await svc.nri.post_create_container(pod, ctr)
     return api.CreateContainerResponse(container_id=container_id)
 
 
@@ -199,6 +205,7 @@ async def start_container(svc: CRIService, request: api.StartContainerRequest) -
                 terminal=ctr.config.tty,
                 options=pack_any(record.runtime.options),
             )
+            await svc.nri.start_container(pod, ctr)
             reply = await svc.tasks.call(
                 svc.ctx, ctr.id, "Start", shim_pb2.StartRequest(id=ctr.id), shim_pb2.StartResponse
             )
@@ -213,6 +220,7 @@ async def start_container(svc: CRIService, request: api.StartContainerRequest) -
             ctr.status.message = str(exc)
             ctr.status.started_at = ctr.status.finished_at = time.time_ns()
             svc.save_status(ctr)
+            await svc.nri.stop_container(ctr)
             raise
         ctr.io = cio
         ctr.status.state = api.CONTAINER_RUNNING
@@ -221,6 +229,7 @@ async def start_container(svc: CRIService, request: api.StartContainerRequest) -
         svc.save_status(ctr)
         svc.monitor_container(ctr)
     svc.emit(ctr.id, api.CONTAINER_STARTED_EVENT)
+    await svc.nri.post_start_container(pod, ctr)
     return api.StartContainerResponse()
 
 
@@ -278,6 +287,7 @@ async def stop_container(svc: CRIService, request: api.StopContainerRequest) -> 
     """Stop a container (a stopped one is not an error)."""
     ctr = svc.container(request.container_id)
     await stop_container_now(svc, ctr, float(request.timeout))
+    await svc.nri.stop_container(ctr)  # once per container: a no-op if its exit already told NRI
     return api.StopContainerResponse()
 
 
@@ -286,6 +296,7 @@ async def remove_container_now(svc: CRIService, ctr: state.CRIContainer) -> None
     await stop_container_now(svc, ctr, 0)
     async with svc.lock(ctr.id):
         ctr.status.removing = True
+        await svc.nri.remove_container(ctr)
         with contextlib.suppress(NotFound):
             await svc.tasks.delete(svc.ctx, ctr.id)
         with contextlib.suppress(NotFound):
@@ -411,21 +422,35 @@ async def container_status(svc: CRIService, request: api.ContainerStatusRequest)
 async def update_container_resources(
     svc: CRIService, request: api.UpdateContainerResourcesRequest
 ) -> api.UpdateContainerResourcesResponse:
-    """Change a container's cgroup limits, in its spec and (when running) in its cgroup."""
+    """Change a container's cgroup limits (as NRI plugins leave them), in its spec and (when running) in its cgroup."""
     ctr = svc.container(request.container_id)
+    if ctr.status.state not in (api.CONTAINER_CREATED, api.CONTAINER_RUNNING):
+        raise FailedPrecondition(f"container {ctr.id} is not running or created")
+    pod = svc.sandboxes.get(ctr.sandbox_id)
+    resources = request.linux
+    if pod is not None:
+        resources = await svc.nri.update_container(pod, ctr, request.linux)
+    await apply_resources(svc, ctr, resources)
+    if pod is not None:
+        await svc.nri.post_update_container(pod, ctr)
+    return api.UpdateContainerResourcesResponse()
+
+
+async def apply_resources(svc: CRIService, ctr: state.CRIContainer, linux: api.LinuxContainerResources) -> None:
+    """Write new resources into a container's spec and, when it runs, its cgroup (NRI not consulted)."""
     async with svc.lock(ctr.id):
         if ctr.status.state not in (api.CONTAINER_CREATED, api.CONTAINER_RUNNING):
             raise FailedPrecondition(f"container {ctr.id} is not running or created")
         record = svc.metadata.containers.get(svc.ctx, ctr.id)
         old = json.loads(record.spec.value) if record.spec is not None else {}
         handler = svc.sandboxes[ctr.sandbox_id].runtime_handler if ctr.sandbox_id in svc.sandboxes else ""
-        spec = updated_spec(svc, handler, old, request.linux)
+        spec = updated_spec(svc, handler, old, linux)
         from dataclasses import replace
 
         svc.metadata.containers.update(
             svc.ctx, replace(record, spec=AnyValue(oci.SPEC_TYPE_URL, oci.encode(spec))), ["spec"]
         )
-        ctr.config.linux.resources.CopyFrom(request.linux)
+        ctr.config.linux.resources.CopyFrom(linux)
         if ctr.status.state == api.CONTAINER_RUNNING:
             resources = json.dumps(spec.get("linux", {}).get("resources", {})).encode()
             update = shim_pb2.UpdateTaskRequest(id=ctr.id)
@@ -435,7 +460,6 @@ async def update_container_resources(
             except BaseException:
                 svc.metadata.containers.update(svc.ctx, record, ["spec"])
                 raise
-    return api.UpdateContainerResourcesResponse()
 
 
 async def reopen_container_log(

@@ -40,6 +40,7 @@ def _optional(ctx: InitContext, plugin_type: str) -> Any:
 
 async def _init(ctx: InitContext) -> CRIPlugin:
     from pycontainerd.cri.network import PodNetwork
+    from pycontainerd.cri.nri import NRIBridge
     from pycontainerd.cri.stream_runtime import start_streaming
 
     config = ctx.config if isinstance(ctx.config, CRIConfig) else CRIConfig()
@@ -57,9 +58,11 @@ async def _init(ctx: InitContext) -> CRIPlugin:
         state_dir=ctx.state,
     )
     svc.network = PodNetwork(config, ctx.state)
+    svc.nri = NRIBridge(svc, _optional(ctx, types.NRI))
     svc.streaming = await start_streaming(svc)
     await svc.recover()
     ctx.on_close.append(svc.close)
+    await svc.nri.start()  # after recovery: plugins synchronize with the pods that survived
     ctx.exports["StreamServer"] = svc.streaming.base_url
     return CRIPlugin(svc)
 
@@ -68,6 +71,6 @@ REGISTRATION = Registration(
     type=types.GRPC,
     id="cri",
     init=_init,
-    requires=(types.METADATA, types.RUNTIME_V2, types.SANDBOX_CONTROLLER, types.TRANSFER),
+    requires=(types.METADATA, types.RUNTIME_V2, types.SANDBOX_CONTROLLER, types.TRANSFER, types.NRI),
     config=CRIConfig,
 )

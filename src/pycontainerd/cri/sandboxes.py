@@ -101,6 +101,7 @@ async def run_pod_sandbox(svc: CRIService, request: api.RunPodSandboxRequest) ->
             await controller.create(leased, sandbox_id, netns_path=pod.netns_path, spec=spec, snapshot=snapshot)
         undo.append(lambda: controller.shutdown(svc.ctx, sandbox_id))
         pod.pid, _ = await controller.start(svc.ctx, sandbox_id)
+        await svc.nri.run_pod_sandbox(pod)
         pod.state = api.SANDBOX_READY
     except BaseException:
         for step in reversed(undo):
@@ -219,6 +220,7 @@ async def stop_pod(svc: CRIService, pod: state.PodSandbox) -> None:
             await svc.controller(pod.sandboxer).stop(svc.ctx, pod.id, 0)
             pod.state = api.SANDBOX_NOTREADY
             pod.pid = 0
+        await svc.nri.stop_pod_sandbox(pod)
         if pod.netns_path:
             await svc.network.teardown(pod)
             await svc.network.remove_netns(pod.netns_path)
@@ -243,7 +245,13 @@ async def remove_pod_sandbox(svc: CRIService, request: api.RemovePodSandboxReque
         return api.RemovePodSandboxResponse()
     from pycontainerd.cri.containers import remove_container_now
 
-    await stop_pod(svc, pod)
+    members = [c for c in svc.containers.values() if c.sandbox_id == pod.id]
+    if (
+        pod.state == api.SANDBOX_READY
+        or pod.netns_path
+        or any(c.status.state == api.CONTAINER_RUNNING for c in members)
+    ):
+        await stop_pod(svc, pod)  # not again for a stopped pod: NRI plugins saw it stop once
     for ctr in [c for c in svc.containers.values() if c.sandbox_id == pod.id]:
         await remove_container_now(svc, ctr)
     async with svc.lock(pod.id):
@@ -252,6 +260,7 @@ async def remove_pod_sandbox(svc: CRIService, request: api.RemovePodSandboxReque
         with contextlib.suppress(NotFound):
             await svc.controller(pod.sandboxer).shutdown(svc.ctx, pod.id)
         await asyncio.to_thread(remove_sandbox_files, svc.sandbox_dir(pod.id))
+        await svc.nri.remove_pod_sandbox(pod)
         with contextlib.suppress(NotFound):
             svc.metadata.sandboxes.delete(svc.ctx, pod.id)
         svc.sandboxes.pop(pod.id, None)

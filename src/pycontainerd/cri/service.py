@@ -21,6 +21,7 @@ from pycontainerd.core.containers import AnyValue
 from pycontainerd.cri import state
 from pycontainerd.cri.config import K8S_NAMESPACE, CRIConfig
 from pycontainerd.cri.io import ContainerIO
+from pycontainerd.cri.nri import NRIBridge
 from pycontainerd.errdefs import NotFound
 from pycontainerd.namespaces import RequestContext
 
@@ -71,6 +72,7 @@ class CRIService:
         self.locks: dict[str, asyncio.Lock] = {}
         self.spec_options: dict[str, Any] = {}  # runtime handler -> cri.spec.SpecOptions (host probed once)
         self.fs_usage: tuple[float, Any] | None = None  # (when, ImageFsInfoResponse), see cri.images
+        self.nri = NRIBridge(self, None)  # replaced by the plugin when the daemon has NRI
 
     # -- lookups ---------------------------------------------------------------------------
 
@@ -188,6 +190,7 @@ class CRIService:
             ctr.io.close()
         with contextlib.suppress(Exception):
             await self.tasks.delete(self.ctx, ctr.id)
+        await self.nri.stop_container(ctr)
         self.emit(ctr.id, api.CONTAINER_STOPPED_EVENT)
 
     def monitor_sandbox(self, pod: state.PodSandbox) -> None:
@@ -288,6 +291,7 @@ class CRIService:
         for ctr in self.containers.values():
             if ctr.io is not None:
                 ctr.io.close()
+        await self.nri.close()
         if self.streaming is not None:
             with contextlib.suppress(Exception):
                 await self.streaming.stop()

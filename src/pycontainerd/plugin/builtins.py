@@ -18,6 +18,7 @@ from pycontainerd.cri import plugin as cri_plugin
 from pycontainerd.events import plugin as events_plugin
 from pycontainerd.gc import plugin as gc_plugin
 from pycontainerd.metadata import plugin as metadata_plugin
+from pycontainerd.nri import registration as nri_plugin
 from pycontainerd.plugin.registration import Registration
 from pycontainerd.runtime.v2 import plugin as runtime_plugin
 from pycontainerd.services import (
@@ -77,6 +78,7 @@ def builtin_registrations() -> list[Registration]:
         transfer.REGISTRATION,
         tasks.REGISTRATION,
         ttrpc_events.REGISTRATION,
+        nri_plugin.REGISTRATION,
         cri_plugin.REGISTRATION,
         leases.REGISTRATION,
         events.REGISTRATION,
