@@ -59,6 +59,14 @@ class EventLogger(Plugin):
     async def run_pod_sandbox(self, pod: pb.PodSandbox) -> None:
         self._write("RunPodSandbox", pod)
 
+    async def update_pod_sandbox(
+        self, pod: pb.PodSandbox, overhead: pb.LinuxResources, resources: pb.LinuxResources
+    ) -> None:
+        self._write("UpdatePodSandbox", pod)
+
+    async def post_update_pod_sandbox(self, pod: pb.PodSandbox) -> None:
+        self._write("PostUpdatePodSandbox", pod)
+
     async def stop_pod_sandbox(self, pod: pb.PodSandbox) -> None:
         self._write("StopPodSandbox", pod)
 

@@ -186,6 +186,11 @@ def test_plugins_adjust_containers_see_events_in_order_and_misbehaving_ones_are_
         started = time.monotonic()
         cid2 = cri.create(pod_id, container_config("second", IMAGE, "sleep", "60"), pod)
         assert time.monotonic() - started < 0.9
+        cri.runtime.UpdatePodSandboxResources(
+            api.UpdatePodSandboxResourcesRequest(
+                pod_sandbox_id=pod_id, resources=api.LinuxContainerResources(memory_limit_in_bytes=256 << 20)
+            )
+        )
         cri.runtime.UpdateContainerResources(
             api.UpdateContainerResourcesRequest(
                 container_id=cid, linux=api.LinuxContainerResources(memory_limit_in_bytes=64 << 20)
@@ -211,6 +216,8 @@ def test_plugins_adjust_containers_see_events_in_order_and_misbehaving_ones_are_
         ("PostCreateContainer", "app"),
         ("StartContainer", "app"),
         ("PostStartContainer", "app"),
+        ("UpdatePodSandbox", ""),
+        ("PostUpdatePodSandbox", ""),
         ("UpdateContainer", "app"),
         ("PostUpdateContainer", "app"),
     ]
@@ -313,4 +320,57 @@ def test_a_failing_plugin_fails_the_pod_and_it_is_rolled_back(tmp_path: Path) ->
         ok = pod_config(host_network=True)
         pod_id = cri.run_pod(ok)  # an error is not a dropped plugin: it stays and lets others through
         assert set(plugin_pids(d)) == {"refuse"}
+        cri.remove_pod(pod_id)
+
+
+REBALANCER = """
+import asyncio, json, sys
+from pycontainerd.nri import Plugin, container_update, pb, run_plugin
+
+class Rebalancer(Plugin):
+    ids: dict[str, str] = {}
+
+    async def post_create_container(self, pod, container):
+        self.ids[container.name] = container.id
+
+    async def post_start_container(self, pod, container):
+        if container.name == "trigger":
+            asyncio.get_running_loop().create_task(self.rebalance())
+
+    async def rebalance(self):
+        failed = await self.update_containers(
+            [container_update(self.ids["keeper"], memory_limit=48 << 20),
+             container_update("no-such-container", memory_limit=1 << 20)],
+            [pb.ContainerEviction(container_id=self.ids["victim"], reason="rebalancing")],
+        )
+        with open(sys.argv[-1], "w") as f:
+            json.dump([u.container_id for u in failed], f)
+
+sys.exit(run_plugin(Rebalancer, sys.argv[1:-1]))
+"""
+
+
+def test_plugin_initiated_updates_and_evictions(tmp_path: Path) -> None:
+    (tmp_path / "rebalancer.py").write_text(REBALANCER)
+    result = tmp_path / "failed.json"
+    install(tmp_path / "plugins", "10-rebalancer", f"{sys.executable} {tmp_path / 'rebalancer.py'} {result}")
+    with running_daemon(extra_config=nri_config(tmp_path), go_shim=False) as d, cri_client(str(d.address)) as cri:
+        import_image(d, tmp_path)
+        pod = pod_config(host_network=True)
+        pod_id = cri.run_pod(pod)
+        ids = {}
+        for name in ("keeper", "victim", "trigger"):
+            ids[name] = cri.create(pod_id, container_config(name, IMAGE, "sleep", "60"), pod)
+            cri.start(ids[name])
+        wait_for(lambda: result.exists() and result.read_text() != "")
+        assert json.loads(result.read_text()) == []  # an unknown container is not a failure, as in containerd
+        wait_for(lambda: cri.container_status(ids["victim"]).status.state == api.CONTAINER_EXITED)
+        assert cri.container_status(ids["victim"]).status.exit_code == 137
+        keeper = cri.container_status(ids["keeper"]).status
+        assert keeper.state == api.CONTAINER_RUNNING
+        assert keeper.resources.linux.memory_limit_in_bytes == 48 << 20
+        limit = cri.exec_sync(ids["keeper"], "cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes").stdout
+        assert int(limit) == 48 << 20
+        assert cri.container_status(ids["trigger"]).status.state == api.CONTAINER_RUNNING
+        cri.stop_pod(pod_id)
         cri.remove_pod(pod_id)

@@ -287,6 +287,28 @@ class NRIBridge:
                 await self.adaptation.remove_pod_sandbox(msg)
             raise
 
+    async def update_pod_sandbox(
+        self,
+        pod: state.PodSandbox,
+        overhead: api.LinuxContainerResources | None,
+        resources: api.LinuxContainerResources | None,
+    ) -> None:
+        """UpdatePodSandbox (UpdatePodSandboxResources); a failure fails the call."""
+        if self.adaptation is not None:
+            await self.adaptation.update_pod_sandbox(
+                self.pod(pod),
+                from_cri_resources(overhead) if overhead is not None else None,
+                from_cri_resources(resources) if resources is not None else None,
+            )
+
+    async def post_update_pod_sandbox(self, pod: state.PodSandbox) -> None:
+        """PostUpdatePodSandbox notification (failures logged)."""
+        if self.adaptation is not None:
+            try:
+                await self.adaptation.post_update_pod_sandbox(self.pod(pod))
+            except Exception as exc:
+                log.error("nri: pod post-update notification failed: %s", exc)
+
     async def stop_pod_sandbox(self, pod: state.PodSandbox) -> None:
         """StopPodSandbox notification (failures logged)."""
         if self.adaptation is not None:

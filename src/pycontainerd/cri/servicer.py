@@ -185,9 +185,13 @@ async def containers_checkpoint(svc: CRIService, request: api.CheckpointContaine
 async def update_pod_sandbox_resources(
     svc: CRIService, request: api.UpdatePodSandboxResourcesRequest
 ) -> api.UpdatePodSandboxResourcesResponse:
-    """kubelet owns the pod-level cgroup; as in containerd, the call is only checked (and would
-    reach NRI plugins)."""
-    svc.sandbox(request.pod_sandbox_id)
+    """kubelet owns the pod-level cgroup; as in containerd, the new figures go to NRI plugins
+    (UpdatePodSandbox may fail the call; PostUpdatePodSandbox is a notification)."""
+    pod = svc.sandbox(request.pod_sandbox_id)
+    overhead = request.overhead if request.HasField("overhead") else None
+    resources = request.resources if request.HasField("resources") else None
+    await svc.nri.update_pod_sandbox(pod, overhead, resources)
+    await svc.nri.post_update_pod_sandbox(pod)
     return api.UpdatePodSandboxResourcesResponse()
 
 
