@@ -43,6 +43,24 @@ class Misbehaving(Plugin):
 sys.exit(run_plugin(Misbehaving))
 """
 
+SHAPE = """
+import sys
+from pycontainerd.nri import Adjustment, Plugin, run_plugin
+
+class Shape(Plugin):
+    async def create_container(self, pod, container):
+        adjustment = Adjustment()
+        adjustment.set_annotation("nri.test/shaped", "yes")
+        adjustment.add_rlimit("RLIMIT_NOFILE", 1000, 1000)
+        adjustment.set_resources(memory_limit=40 << 20)
+        adjustment.set_oom_score_adj(600)
+        adjustment.add_device("/dev/fuse", "c", 10, 229, file_mode=0o666)
+        adjustment.add_hook("create_runtime", "/bin/sh", ["sh", "-c", "echo $0 >> " + sys.argv[-1], container.name])
+        return adjustment
+
+sys.exit(run_plugin(Shape, sys.argv[1:-1]))
+"""
+
 SILENT = """
 import time
 time.sleep(60)  # launched with fd 3, never registers
@@ -140,6 +158,9 @@ def test_plugins_adjust_containers_see_events_in_order_and_misbehaving_ones_are_
     install(plugins, "20-crash", f"{sys.executable} {tmp_path / 'misbehaving.py'}")
     install(plugins, "30-hang", f"{sys.executable} {tmp_path / 'misbehaving.py'}")
     install(plugins, "40-restartlog", f"{sys.executable} {EXAMPLES / 'event_logger.py'}")
+    (tmp_path / "shape.py").write_text(SHAPE)
+    hook_marker = tmp_path / "hook-ran"
+    install(plugins, "50-shape", f"{sys.executable} {tmp_path / 'shape.py'} {hook_marker}")
     extra = nri_config(tmp_path, plugin_request_timeout="1s")
     (tmp_path / "conf.d" / "10-inject.conf").write_text(
         f'[env]\nNRI_INJECTED = "from-plugin"\n[[mounts]]\ndestination = "/nri-data"\nsource = "{data}"\n'
@@ -154,7 +175,7 @@ def test_plugins_adjust_containers_see_events_in_order_and_misbehaving_ones_are_
         cri_client(str(d.address)) as cri,
     ):
         launched = plugin_pids(d)
-        assert set(launched) == {"inject", "crash", "hang", "restartlog"}
+        assert set(launched) == {"inject", "crash", "hang", "restartlog", "shape"}
         wait_for(lambda: any(e["event"] == "Synchronize" for e in events_of(events)))
         import_image(d, tmp_path)
         logs = tmp_path / "logs"
@@ -181,6 +202,15 @@ def test_plugins_adjust_containers_see_events_in_order_and_misbehaving_ones_are_
         wait_for(lambda: "env=from-plugin" in (logs / "app.log").read_text())
         spec = json.loads(cri.container_status(cid, verbose=True).info["info"])["runtimeSpec"]
         assert "NRI_INJECTED=from-plugin" in spec["process"]["env"]
+        assert spec["annotations"]["nri.test/shaped"] == "yes"
+        # The other plugin's rlimit, memory limit, OOM score, device and OCI hook, seen for real.
+        probe = (
+            "ulimit -n; cat /proc/self/oom_score_adj; cat /sys/fs/cgroup/memory/memory.limit_in_bytes;"
+            " stat -c '%t:%T %F' /dev/fuse"
+        )
+        out = cri.exec_sync(cid, "sh", "-c", probe)
+        assert out.stdout.decode().split("\n")[:4] == ["1000", "600", str(40 << 20), "a:e5 character special file"]
+        assert hook_marker.read_text() == "app\n"
         assert any(m["destination"] == "/nri-data" for m in spec["mounts"])
         # A second container is created without delay: the misbehaving plugins are gone.
         started = time.monotonic()
@@ -203,7 +233,7 @@ def test_plugins_adjust_containers_see_events_in_order_and_misbehaving_ones_are_
         wait_for(lambda: sum(e["event"] == "Synchronize" for e in events_of(restart_events)) == 2)
         sync = [e for e in events_of(restart_events) if e["event"] == "Synchronize"][-1]
         assert pod_id in sync["pods"] and {cid, cid2} <= set(sync["containers"])
-        assert set(plugin_pids(d)) == {"inject", "crash", "hang", "restartlog"}
+        assert set(plugin_pids(d)) == {"inject", "crash", "hang", "restartlog", "shape"}
         cri.runtime.StopContainer(api.StopContainerRequest(container_id=cid, timeout=1))
         cri.runtime.RemoveContainer(api.RemoveContainerRequest(container_id=cid))
         cri.stop_pod(pod_id)
