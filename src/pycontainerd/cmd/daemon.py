@@ -15,6 +15,7 @@ import faulthandler
 import logging
 import signal
 import sys
+import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,8 +39,8 @@ DESCRIPTION = """\
 pycontainerd: containerd, the container runtime daemon, in Python.
 
 Serves containerd's gRPC API on a unix socket, so the real `ctr`, nerdctl and the
-containerd clients can use it (the Kubernetes CRI on the same socket is on its way). Defaults never collide with a
-containerd on the same host: root /var/lib/pycontainerd, state /run/pycontainerd, socket
+containerd clients can use it, and serves the Kubernetes CRI on the same socket. Defaults never
+collide with a containerd on the same host: root /var/lib/pycontainerd, state /run/pycontainerd, socket
 /run/pycontainerd/pycontainerd.sock.
 """
 
@@ -82,6 +83,12 @@ def _add_global_flags(parser: argparse.ArgumentParser, *, suppress: bool) -> Non
         help="log level: trace, debug, info, warn, error, fatal, panic ([debug] level)",
     )
     parser.add_argument("--log-format", default=default, choices=["text", "json"], help="log format ([debug] format)")
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        default=default,
+        help="refuse unknown keys and sections in the configuration instead of warning about them",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,10 +112,18 @@ def build_parser() -> argparse.ArgumentParser:
     default = cfg_sub.add_parser("default", help="print a complete default config.toml (version 2)")
     _add_global_flags(default, suppress=True)
     dump = cfg_sub.add_parser("dump", help="print the effective configuration: file, imports and flags merged")
-    cfg_sub.add_parser(
+    explain = cfg_sub.add_parser(
         "explain", help="print every effective value with where it came from (default, which file, or a flag)"
     )
-    _add_global_flags(dump, suppress=True)
+    migrate = cfg_sub.add_parser(
+        "migrate",
+        help="print a config file of another version (1, or containerd 2.x's 3) in the version 2 layout",
+        description="Reads the file named by -c/--config (version 1, 2 or 3) and prints it as version 2, with "
+        "plugin sections under their full names and containerd 2.x's split CRI sections merged back into "
+        'plugins."io.containerd.grpc.v1.cri". What moved is listed on stderr.',
+    )
+    for command in (dump, explain, migrate):
+        _add_global_flags(command, suppress=True)
     publish = sub.add_parser(
         "publish",
         help="forward one event (a serialized Any on stdin) to a daemon's ttrpc socket; shims call this",
@@ -196,6 +211,14 @@ def main(argv: list[str] | None = None) -> int:
 
             return publish(args.address or DEFAULT_TTRPC_ADDRESS, args.topic, args.namespace, sys.stdin.buffer.read())
         loaded = load_config(args)
+        if args.strict:
+            checked = list(loaded.warnings)
+            decode_plugin_configs(loaded.config, registrations_for(loaded.config), checked)
+            if strict_violations(checked):
+                raise ConfigError(
+                    "unknown keys refused (--strict): "
+                    + "; ".join(w.removesuffix(" ignored") for w in strict_violations(checked))
+                )
     except (ConfigError, ValueError, PluginLoadError) as exc:
         print(f"pycontainerd: invalid configuration: {exc}", file=sys.stderr)
         return 1
@@ -209,15 +232,55 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+UNKNOWN_KEY_WARNINGS = ("unknown config key", "config for unknown plugin")
+
+
+def strict_violations(warnings: list[str]) -> list[str]:
+    """The warnings ``--strict`` turns into errors: keys and plugin sections nothing reads."""
+    return [w for w in warnings if w.startswith(UNKNOWN_KEY_WARNINGS)]
+
+
+def _migrate_command(args: argparse.Namespace) -> int:
+    import tomli_w
+
+    from pycontainerd.config.migrate import known_plugin_ids, migrate
+
+    path: Path | None = args.config
+    if path is None:
+        raise ConfigError("config migrate needs the file to convert: -c/--config FILE")
+    try:
+        with path.open("rb") as fh:
+            table = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    migrated, notes = migrate(table, known=known_plugin_ids([r.uri for r in all_registrations()]))
+    for note in notes:
+        print(f"# {note}", file=sys.stderr)
+    ordered: dict[str, Any] = {"version": migrated.pop("version")}
+    ordered.update({k: v for k, v in migrated.items() if not isinstance(v, dict)})
+    ordered.update({k: v for k, v in migrated.items() if isinstance(v, dict)})
+    print(tomli_w.dumps(ordered, multiline_strings=False), end="")
+    return 0
+
+
 def _config_command(args: argparse.Namespace) -> int:
     if args.config_command == "default":
         print(render.render(Config(), all_registrations()), end="")
         return 0
+    if args.config_command == "migrate":
+        return _migrate_command(args)
     loaded = load_config(args)
     registrations = registrations_for(loaded.config)
     resolved = decode_plugin_configs(loaded.config, registrations, loaded.warnings)
     for warning in loaded.warnings:
         print(f"# warning: {warning}", file=sys.stderr)
+    if getattr(args, "strict", False) and strict_violations(loaded.warnings):
+        raise ConfigError(
+            "unknown keys refused (--strict): "
+            + "; ".join(w.removesuffix(" ignored") for w in strict_violations(loaded.warnings))
+        )
     if args.config_command == "explain":
         table = render.full_table(loaded.config, registrations, resolved=resolved)
         print(render.explain(table, loaded.sources), end="")

@@ -16,7 +16,7 @@ VERSION_1_HELP = (
     "of the file and name plugin sections by their full URI, e.g. [plugins.cri] becomes "
     '[plugins."io.containerd.grpc.v1.cri"] and [plugins.linux] becomes '
     '[plugins."io.containerd.runtime.v1.linux"]; '
-    "`containerd config migrate` from containerd 1.x/2.x converts a file"
+    "`pycontainerd config migrate -c FILE` converts a file"
 )
 
 
@@ -65,6 +65,17 @@ def _check_version(table: dict[str, Any], path: Path) -> None:
         raise ConfigError(f"{path}: config version {version} is not supported (supported: 2, 3)")
 
 
+def _as_version_2(table: dict[str, Any], path: Path, notes: list[str]) -> dict[str, Any]:
+    """A version 3 (containerd 2.x) file read in the version 2 layout."""
+    if table.get("version") != 3:
+        return table
+    from pycontainerd.config.migrate import migrate
+
+    migrated, moved = migrate(table)
+    notes.extend(f"{path} (config version 3): {note}" for note in moved)
+    return migrated
+
+
 def _merge(into: dict[str, Any], other: dict[str, Any]) -> None:
     """Merge ``other`` over ``into``: tables merge key by key, lists append new items, else override."""
     for key, value in other.items():
@@ -95,11 +106,13 @@ def load(path: Path | None, *, overrides: dict[str, Any] | None = None) -> Loade
     applied last, as containerd applies its command-line flags.
     """
     merged: dict[str, Any] = {}
+    notes: list[str] = []
     files: list[Path] = []
     sources: dict[tuple[str, ...], str] = {}
     if path is not None:
         table = _read_toml(path)
         _check_version(table, path)
+        table = _as_version_2(table, path, notes)
         files.append(path)
         _record(sources, table, str(path))
         merged = table
@@ -108,6 +121,7 @@ def load(path: Path | None, *, overrides: dict[str, Any] | None = None) -> Loade
                 continue
             sub = _read_toml(imported)
             _check_version(sub, imported)
+            sub = _as_version_2(sub, imported, notes)
             files.append(imported)
             sub.pop("imports", None)
             _record(sources, sub, str(imported))
@@ -116,7 +130,7 @@ def load(path: Path | None, *, overrides: dict[str, Any] | None = None) -> Loade
         _record(sources, overrides, "flag")
         _merge(merged, overrides)
 
-    warnings: list[str] = []
+    warnings: list[str] = notes
     for key in ACCEPTED_TOP_LEVEL:
         if key in merged:
             warnings.append(f"config key {key} is accepted but not supported yet; ignored")
