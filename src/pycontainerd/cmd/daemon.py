@@ -185,6 +185,9 @@ async def _run(loaded: loader.Loaded) -> int:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    from pycontainerd.server.debug import log_stacks
+
+    loop.add_signal_handler(signal.SIGUSR1, log_stacks)  # like containerd's goroutine dump
     try:
         await daemon.start()
     except BaseException:
@@ -223,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pycontainerd: invalid configuration: {exc}", file=sys.stderr)
         return 1
     daemon_logging.setup(loaded.config.debug.level, loaded.config.debug.format)
-    faulthandler.register(signal.SIGUSR1, all_threads=True)  # like containerd's stack dump
+    faulthandler.register(signal.SIGUSR2, all_threads=True)  # threads' stacks even when the loop is stuck
     try:
         return asyncio.run(_run(loaded))
     except (ConfigError, StartupError, ContainerdError, PluginLoadError) as exc:

@@ -87,6 +87,7 @@ class Daemon:
     _owned_sockets: list[tuple[Path, tuple[int, int] | None]] = field(default_factory=list)
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
     _metrics_runner: Any = None
+    _debug_runner: Any = None
     metrics: DaemonMetrics = field(default_factory=DaemonMetrics)
 
     def __post_init__(self) -> None:
@@ -116,6 +117,8 @@ class Daemon:
         await self._init_plugins()
         await self._serve_grpc()
         await self._serve_ttrpc()
+        if cfg.debug.address:
+            await self._serve_debug()
         if cfg.metrics.address:
             from pycontainerd.server.metrics_http import serve_metrics
 
@@ -201,6 +204,18 @@ class Daemon:
         ttrpc_path = Path(self.config.ttrpc_address)
         self._owned_sockets.append((ttrpc_path, listen.identity(ttrpc_path)))
 
+    async def _serve_debug(self) -> None:
+        from pycontainerd.server.debug import serve_debug
+
+        path = Path(self.config.debug.address)
+        try:
+            listen.prepare(path)
+            self._debug_runner = await serve_debug(path, self.plugins)
+        except Exception as exc:
+            raise StartupError(f"debug address {path}: {exc}") from exc
+        self._owned_sockets.append((path, listen.identity(path)))
+        listen.secure(path, self.config.debug.uid, self.config.debug.gid)
+
     async def wait(self) -> None:
         """Return once :meth:`stop` has completed."""
         await self._stopped.wait()
@@ -213,9 +228,10 @@ class Daemon:
         if self._grpc is not None:
             await self._grpc.stop(GRPC_GRACE_SECONDS)
             self._grpc = None
-        if self._metrics_runner is not None:
-            await self._metrics_runner.cleanup()
-            self._metrics_runner = None
+        for runner in (self._metrics_runner, self._debug_runner):
+            if runner is not None:
+                await runner.cleanup()
+        self._metrics_runner = self._debug_runner = None
         if self._ttrpc is not None:
             await self._ttrpc.close()
             self._ttrpc = None
