@@ -34,6 +34,7 @@ class DaemonProcess:
     config_path: Path
     proc: subprocess.Popen[bytes] | None = None
     extra_args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def address(self) -> Path:
@@ -75,7 +76,7 @@ class DaemonProcess:
     def start(self, *, wait: bool = True) -> DaemonProcess:
         """Start the daemon; with ``wait`` block until ``ctr version`` answers."""
         # This checkout's shim first: /usr/local/bin may link another checkout's install.
-        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
+        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}", **self.env}
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(self.command(), stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env)
         if wait:
@@ -196,13 +197,17 @@ def private_dir(prefix: str = "pcd-") -> Iterator[Path]:
 
 @contextlib.contextmanager
 def running_daemon(
-    extra_config: str = "", args: Sequence[str] = (), top_level: str = "", go_shim: bool = True
+    extra_config: str = "",
+    args: Sequence[str] = (),
+    top_level: str = "",
+    go_shim: bool = True,
+    env: dict[str, str] | None = None,
 ) -> Iterator[DaemonProcess]:
     """A started daemon with private paths, always stopped and cleaned up."""
     with private_dir() as base:
         config = base / "config.toml"
         write_config(config, base, extra_config, top_level, go_shim)
-        daemon = DaemonProcess(base=base, config_path=config, extra_args=list(args))
+        daemon = DaemonProcess(base=base, config_path=config, extra_args=list(args), env=dict(env or {}))
         try:
             daemon.start()
             yield daemon

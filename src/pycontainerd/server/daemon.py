@@ -88,6 +88,7 @@ class Daemon:
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
     _metrics_runner: Any = None
     _debug_runner: Any = None
+    tracer: Any = None
     metrics: DaemonMetrics = field(default_factory=DaemonMetrics)
 
     def __post_init__(self) -> None:
@@ -115,6 +116,9 @@ class Daemon:
             raise StartupError(str(exc)) from exc
 
         await self._init_plugins()
+        from pycontainerd.server.tracing import setup as setup_tracing
+
+        self.tracer = setup_tracing()
         await self._serve_grpc()
         await self._serve_ttrpc()
         if cfg.debug.address:
@@ -177,7 +181,7 @@ class Daemon:
     async def _serve_grpc(self) -> None:
         g = self.config.grpc
         server = grpc.aio.server(
-            interceptors=[ErrorInterceptor(self.metrics if self.config.metrics.address else None)],
+            interceptors=[ErrorInterceptor(self.metrics if self.config.metrics.address else None, self.tracer)],
             options=[
                 ("grpc.max_receive_message_length", g.max_recv_message_size),
                 ("grpc.max_send_message_length", g.max_send_message_size),
@@ -228,6 +232,9 @@ class Daemon:
         if self._grpc is not None:
             await self._grpc.stop(GRPC_GRACE_SECONDS)
             self._grpc = None
+        if self.tracer is not None:
+            self.tracer.shutdown()
+            self.tracer = None
         for runner in (self._metrics_runner, self._debug_runner):
             if runner is not None:
                 await runner.cleanup()

@@ -1,4 +1,5 @@
-"""A server interceptor that turns raised errors into gRPC statuses for every RPC."""
+"""A server interceptor that turns raised errors into gRPC statuses for every RPC, counts RPCs for
+the metrics endpoint and, when configured, traces them."""
 
 from __future__ import annotations
 
@@ -34,7 +35,11 @@ def _code_of(exc: BaseException | None) -> str:
     return str(to_grpc(exc)[0].name)
 
 
-def _wrap(method: str, behavior: Any, streaming_response: bool, kind: str, metrics: RPCMetrics | None) -> Any:
+def _wrap(
+    method: str, behavior: Any, streaming_response: bool, kind: str, metrics: RPCMetrics | None, tracer: Any = None
+) -> Any:
+    if tracer is not None:
+        behavior = _traced(method, behavior, streaming_response, tracer)
     if streaming_response:
 
         async def stream_wrapper(request: Any, context: Any) -> AsyncIterator[Any]:
@@ -77,6 +82,38 @@ def _wrap(method: str, behavior: Any, streaming_response: bool, kind: str, metri
     return unary_wrapper
 
 
+def _traced(method: str, behavior: Any, streaming_response: bool, tracer: Any) -> Any:
+    """``behavior`` inside a span (see :mod:`pycontainerd.server.tracing`); errors still reach the caller."""
+    if streaming_response:
+
+        async def traced_stream(request: Any, context: Any) -> AsyncIterator[Any]:
+            with tracer.rpc(method, context.invocation_metadata()) as span:
+                failure: BaseException | None = None
+                try:
+                    async for item in behavior(request, context):
+                        yield item
+                except BaseException as exc:
+                    failure = exc
+                    raise
+                finally:
+                    tracer.finish(span, _code_of(failure) if not isinstance(failure, GeneratorExit) else "CANCELLED")
+
+        return traced_stream
+
+    async def traced_unary(request: Any, context: Any) -> Any:
+        with tracer.rpc(method, context.invocation_metadata()) as span:
+            failure: BaseException | None = None
+            try:
+                return await behavior(request, context)
+            except BaseException as exc:
+                failure = exc
+                raise
+            finally:
+                tracer.finish(span, _code_of(failure))
+
+    return traced_unary
+
+
 class RPCMetrics(Protocol):
     """Where the interceptor reports each RPC (see :class:`pycontainerd.metrics.daemon.DaemonMetrics`)."""
 
@@ -89,8 +126,9 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
     """Map :mod:`pycontainerd.errdefs` errors (and any other exception) to status codes, and
     count every RPC (started, handled by code, latency) when given metrics."""
 
-    def __init__(self, metrics: RPCMetrics | None = None) -> None:
+    def __init__(self, metrics: RPCMetrics | None = None, tracer: Any = None) -> None:
         self._metrics = metrics
+        self._tracer = tracer
 
     async def intercept_service(
         self,
@@ -102,11 +140,11 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
             return handler
         method = handler_call_details.method
 
-        m = self._metrics
+        m, t = self._metrics, self._tracer
         if handler.request_streaming and handler.response_streaming:
-            return handler._replace(stream_stream=_wrap(method, handler.stream_stream, True, "bidi_stream", m))
+            return handler._replace(stream_stream=_wrap(method, handler.stream_stream, True, "bidi_stream", m, t))
         if handler.request_streaming:
-            return handler._replace(stream_unary=_wrap(method, handler.stream_unary, False, "client_stream", m))
+            return handler._replace(stream_unary=_wrap(method, handler.stream_unary, False, "client_stream", m, t))
         if handler.response_streaming:
-            return handler._replace(unary_stream=_wrap(method, handler.unary_stream, True, "server_stream", m))
-        return handler._replace(unary_unary=_wrap(method, handler.unary_unary, False, "unary", m))
+            return handler._replace(unary_stream=_wrap(method, handler.unary_stream, True, "server_stream", m, t))
+        return handler._replace(unary_unary=_wrap(method, handler.unary_unary, False, "unary", m, t))
