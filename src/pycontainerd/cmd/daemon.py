@@ -13,7 +13,9 @@ import argparse
 import asyncio
 import faulthandler
 import logging
+import os
 import signal
+import socket
 import sys
 import tomllib
 from pathlib import Path
@@ -193,10 +195,28 @@ async def _run(loaded: loader.Loaded) -> int:
     except BaseException:
         await daemon.stop()
         raise
+    sd_notify(f"READY=1\nMAINPID={os.getpid()}")
     await stop.wait()
     logging.getLogger("pycontainerd").info("stopping on signal")
+    sd_notify("STOPPING=1")
     await daemon.stop()
     return 0
+
+
+def sd_notify(state: str) -> bool:
+    """Tell systemd (``Type=notify`` units: ``$NOTIFY_SOCKET``) about our state; False when not under it."""
+    address = os.environ.get("NOTIFY_SOCKET", "")
+    if not address:
+        return False
+    if address.startswith("@"):
+        address = "\0" + address[1:]  # abstract socket
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.sendto(state.encode(), address)
+    except OSError as exc:
+        logging.getLogger("pycontainerd").warning("cannot notify systemd at %s: %s", address, exc)
+        return False
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
