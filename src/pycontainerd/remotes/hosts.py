@@ -21,7 +21,6 @@ import ipaddress
 import logging
 import os
 import posixpath
-import re
 import ssl
 import tomllib
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pycontainerd.errdefs import InvalidArgument
+from pycontainerd.gc.durations import parse_duration as go_duration
 
 log = logging.getLogger(__name__)
 
@@ -160,27 +160,14 @@ def _strings(value: Any, what: str) -> list[str]:
     return list(value)
 
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
 def parse_duration(value: str) -> float:
-    """A Go duration string (``"1s"``, ``"1m30s"``, ``"500ms"``) in seconds."""
-    text = value.strip()
-    sign = -1.0 if text.startswith("-") else 1.0
-    text = text.lstrip("+-")
-    if text == "0":
-        return 0.0
-    pos, total = 0, 0.0
-    while pos < len(text):
-        m = _DURATION_PART.match(text, pos)
-        if m is None:
-            raise InvalidArgument(f"invalid duration {value!r}")
-        total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
-        pos = m.end()
-    if not text:
+    """A Go duration string (``"1s"``, ``"1m30s"``, ``"500ms"``) in seconds; InvalidArgument otherwise."""
+    if not value.strip():
         raise InvalidArgument(f"invalid duration {value!r}")
-    return sign * total
+    try:
+        return go_duration(value)
+    except ValueError:
+        raise InvalidArgument(f"invalid duration {value!r}") from None
 
 
 def _parse_entry(server: str, base: Path, cfg: dict[str, Any]) -> _HostEntry:
