@@ -10,10 +10,11 @@ import sys
 from typing import TYPE_CHECKING
 
 from pycontainerd.api.containerd.types.transfer import imagestore_pb2, importexport_pb2
+from pycontainerd.cli import images_manage
+from pycontainerd.cli._app import add_command, group
 from pycontainerd.cli.progress import ProgressDisplay
 from pycontainerd.client.transfer import Client, Credentials, platform_to_pb
 from pycontainerd.images import platforms
-from pycontainerd.remotes.credentials import load_docker_config
 
 if TYPE_CHECKING:
     import argparse
@@ -22,10 +23,22 @@ if TYPE_CHECKING:
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``images`` and its subcommands."""
-    images = sub.add_parser("images", aliases=["image", "i"], help="move images in and out (Transfer API)")
-    isub = images.add_subparsers(dest="images_command", metavar="SUBCOMMAND", required=True)
-
-    pull = isub.add_parser("pull", help="pull an image from a registry and unpack it")
+    isub = group(
+        sub,
+        "images",
+        "manage images (pull, push, import and export go through the Transfer API)",
+        aliases=["image", "i"],
+    )
+    pull = add_command(
+        isub,
+        "pull",
+        "pull an image from a registry and unpack it",
+        examples=[
+            "pyctr images pull --plain-http 127.0.0.1:5000/busybox:1",
+            "pyctr images pull --platform linux/arm64 --no-unpack registry.example/app:2",
+        ],
+        details="The daemon fetches and unpacks; progress bars show each blob.",
+    )
     pull.add_argument("ref", help="image reference, e.g. 127.0.0.1:5000/busybox:latest")
     _registry_flags(pull)
     pull.add_argument("--snapshotter", default="", help="snapshotter to unpack into (default: the daemon's)")
@@ -33,20 +46,35 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     pull.add_argument("--platform", action="append", default=[], help="platform(s) to pull (default: this host)")
     pull.set_defaults(run=_pull)
 
-    push = isub.add_parser("push", help="push a local image to a registry")
+    push = add_command(
+        isub,
+        "push",
+        "push a local image to a registry",
+        examples=["pyctr images push --plain-http 127.0.0.1:5000/copy:1 docker.io/library/busybox:latest"],
+    )
     push.add_argument("ref", help="remote reference to push to")
     push.add_argument("local", nargs="?", default="", help="local image name (default: the remote reference)")
     _registry_flags(push)
     push.add_argument("--platform", action="append", default=[], help="push only these platforms")
     push.set_defaults(run=_push)
 
-    mirror = isub.add_parser("mirror", help="copy an image from one registry to another (all platforms)")
+    mirror = add_command(
+        isub,
+        "mirror",
+        "copy an image from one registry to another (all platforms)",
+        examples=["pyctr images mirror --plain-http 127.0.0.1:5000/a:1 127.0.0.1:5000/b:1"],
+    )
     mirror.add_argument("source", help="reference to copy from")
     mirror.add_argument("destination", help="reference to copy to")
     _registry_flags(mirror)
     mirror.set_defaults(run=_mirror)
 
-    imp = isub.add_parser("import", help="import an OCI or docker archive (unpacked for this host)")
+    imp = add_command(
+        isub,
+        "import",
+        "import an OCI or docker archive (unpacked for this host)",
+        examples=["pyctr images import busybox.tar", "docker save app:1 | pyctr images import -"],
+    )
     imp.add_argument("file", help="archive path, or - for standard input")
     imp.add_argument("--base-name", default="", help="name prefix for images whose archive names are bare tags")
     imp.add_argument("--index-name", default="", help="also name the archive's whole index")
@@ -56,17 +84,25 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     imp.add_argument("--all-platforms", action="store_true", help="import every platform in the archive")
     imp.set_defaults(run=_import)
 
-    exp = isub.add_parser("export", help="export images as an OCI archive that docker load also reads")
+    exp = add_command(
+        isub,
+        "export",
+        "export images as an OCI archive that docker load also reads",
+        examples=["pyctr images export out.tar docker.io/library/busybox:latest"],
+    )
     exp.add_argument("file", help="output path, or - for standard output")
     exp.add_argument("names", nargs="+", help="images to export")
     exp.add_argument("--platform", action="append", default=[], help="only these platforms")
     exp.add_argument("--all-platforms", action="store_true", help="every platform the store holds")
     exp.set_defaults(run=_export)
 
-    tag = isub.add_parser("tag", help="give an image more names")
+    tag = add_command(
+        isub, "tag", "give an image more names", examples=["pyctr images tag docker.io/library/busybox:latest my:1"]
+    )
     tag.add_argument("source")
     tag.add_argument("targets", nargs="+")
     tag.set_defaults(run=_tag)
+    images_manage.add_parsers(isub)
 
 
 def _registry_flags(p: argparse.ArgumentParser) -> None:
@@ -86,6 +122,9 @@ def _credentials(args: argparse.Namespace) -> Credentials:
 
 
 async def _docker_login(host: str) -> tuple[str, str] | None:
+    # Imported here: the registry client pulls in aiohttp, a quarter second every pyctr call would pay.
+    from pycontainerd.remotes.credentials import load_docker_config
+
     found = await load_docker_config().credentials(host)
     if found is None or found.empty:
         return None
@@ -96,7 +135,7 @@ async def _docker_login(host: str) -> tuple[str, str] | None:
 
 def _run(args: argparse.Namespace, work: Callable[[Client], Awaitable[None]]) -> int:
     async def main() -> None:
-        client = Client(args.address, args.namespace)
+        client = Client(args.address, args.namespace, timeout=args.timeout or None)
         try:
             await work(client)
         finally:

@@ -22,7 +22,6 @@ import contextlib
 import json
 import os
 import secrets
-import select
 import tempfile
 import time
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from pycontainerd.api.containerd.services.images.v1 import images_pb2, images_pb
 from pycontainerd.api.containerd.services.leases.v1 import leases_pb2, leases_pb2_grpc
 from pycontainerd.api.containerd.services.snapshots.v1 import snapshots_pb2, snapshots_pb2_grpc
 from pycontainerd.api.containerd.services.tasks.v1 import tasks_pb2, tasks_pb2_grpc
+from pycontainerd.client.cio import FifoReader
 from pycontainerd.client.transfer import Client
 from pycontainerd.core.images import Descriptor
 from pycontainerd.images.manifest import chain_ids, manifests
@@ -167,7 +167,7 @@ async def _run(
             os.mkfifo(out_path)
             os.mkfifo(err_path)
             # Open for reading without blocking (the shim opens the write ends later).
-            readers = [_FifoReader(out_path), _FifoReader(err_path)]
+            readers = [FifoReader(out_path), FifoReader(err_path)]
             cleanups.append(lambda: _close_all(readers))
             await tasks.Create(
                 tasks_pb2.CreateTaskRequest(
@@ -187,62 +187,7 @@ async def _run(
                     await cleanup()
 
 
-class _FifoReader:
-    """Collects what is written to a FIFO until its writer (the shim) closes it."""
-
-    def __init__(self, path: str) -> None:
-        self._fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-        self._chunks: list[bytes] = []
-        self._writer_seen = False
-        self._loop = asyncio.get_running_loop()
-        self._done = self._loop.create_future()
-        self._loop.add_reader(self._fd, self._readable)
-
-    def _readable(self) -> None:
-        try:
-            data = os.read(self._fd, 65536)
-        except BlockingIOError:
-            return
-        if data:
-            self._writer_seen = True
-            self._chunks.append(data)
-        elif self._writer_seen and not self._done.done():
-            self._done.set_result(None)  # EOF after a writer: all of it
-        elif not self._writer_seen:
-            # No writer yet (EOF on an unopened FIFO): stop polling a bit, then look again.
-            self._loop.remove_reader(self._fd)
-            self._loop.call_later(0.01, self._rearm)
-
-    def _rearm(self) -> None:
-        if self._fd >= 0 and not self._done.done():
-            self._loop.add_reader(self._fd, self._readable)
-
-    def _hung_up(self) -> bool:
-        """Whether a writer opened the FIFO and closed it since (Linux reports POLLHUP on a FIFO
-        only after a writer has come and gone, never before the first one)."""
-        poller = select.poll()
-        poller.register(self._fd, select.POLLIN | select.POLLHUP)
-        return any(event & select.POLLHUP for _, event in poller.poll(0))
-
-    async def result(self, grace: float) -> bytes:
-        """The bytes, once the writer closed (or ``grace`` seconds after the process ended)."""
-        deadline = self._loop.time() + grace
-        # POLLHUP has no event to wait on: look every 10 ms.
-        while not self._done.done() and not self._hung_up() and self._loop.time() < deadline:  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
-        with contextlib.suppress(BlockingIOError, OSError):
-            while data := os.read(self._fd, 65536):
-                self._chunks.append(data)
-        return b"".join(self._chunks)
-
-    def close(self) -> None:
-        if self._fd >= 0:
-            self._loop.remove_reader(self._fd)
-            os.close(self._fd)
-            self._fd = -1
-
-
-async def _close_all(readers: list[_FifoReader]) -> None:
+async def _close_all(readers: list[FifoReader]) -> None:
     for reader in readers:
         reader.close()
 

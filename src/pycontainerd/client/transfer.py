@@ -12,7 +12,6 @@ import contextlib
 import inspect
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
 import grpc
@@ -29,7 +28,16 @@ from pycontainerd.api.containerd.types.transfer import (
     registry_pb2,
 )
 from pycontainerd.api.containerd.types.transfer import streaming_pb2 as data_pb2
-from pycontainerd.namespaces import GRPC_LEASE_HEADER, GRPC_NAMESPACE_HEADER
+from pycontainerd.client.connection import Connection
+from pycontainerd.client.containers import Containers
+from pycontainerd.client.content import Content
+from pycontainerd.client.events import Events
+from pycontainerd.client.images import Images
+from pycontainerd.client.introspection import Introspection
+from pycontainerd.client.leases import Leases
+from pycontainerd.client.namespaces import Namespaces
+from pycontainerd.client.snapshots import Snapshots
+from pycontainerd.client.tasks import Tasks
 from pycontainerd.typeurl import name_of, pack
 
 if TYPE_CHECKING:
@@ -69,35 +77,60 @@ class _Stream:
             await self._call.done_writing()
 
 
-@dataclass
-class Client:
-    """A connection to the daemon in one namespace."""
+class Client(Connection):
+    """A connection to the daemon in one namespace: every service, and transfers.
 
-    address: str
-    namespace: str = "default"
-    lease: str = ""
-    """Objects the calls create are held by this lease (``containerd-lease`` header)."""
-    _channel: grpc.aio.Channel | None = field(default=None, repr=False)
+    ::
 
-    def channel(self) -> grpc.aio.Channel:
-        if self._channel is None:
-            target = self.address if self.address.startswith("unix:") else f"unix:{self.address}"
-            self._channel = grpc.aio.insecure_channel(
-                target,
-                options=[("grpc.max_receive_message_length", 16 << 20), ("grpc.max_send_message_length", 16 << 20)],
-            )
-        return self._channel
+        async with Client("/run/pycontainerd/pycontainerd.sock", "default") as client:
+            for container in await client.containers.list():
+                print(container.id, container.image)
+            await client.pull("127.0.0.1:5000/busybox:1", plain_http=True)
+    """
 
     @property
-    def metadata(self) -> tuple[tuple[str, str], ...]:
-        if self.lease:
-            return ((GRPC_NAMESPACE_HEADER, self.namespace), (GRPC_LEASE_HEADER, self.lease))
-        return ((GRPC_NAMESPACE_HEADER, self.namespace),)
+    def containers(self) -> Containers:
+        """Container records."""
+        return Containers(self)
 
-    async def close(self) -> None:
-        if self._channel is not None:
-            await self._channel.close()
-            self._channel = None
+    @property
+    def images(self) -> Images:
+        """Image records (and image configs)."""
+        return Images(self)
+
+    @property
+    def content(self) -> Content:
+        """The content store."""
+        return Content(self)
+
+    def snapshots(self, snapshotter: str = "") -> Snapshots:
+        """The snapshots of ``snapshotter`` (default overlayfs)."""
+        return Snapshots(self, snapshotter)
+
+    @property
+    def leases(self) -> Leases:
+        """Leases."""
+        return Leases(self)
+
+    @property
+    def namespaces(self) -> Namespaces:
+        """Namespaces (of the whole daemon)."""
+        return Namespaces(self)
+
+    @property
+    def tasks(self) -> Tasks:
+        """Tasks and their processes."""
+        return Tasks(self)
+
+    @property
+    def events(self) -> Events:
+        """The event stream."""
+        return Events(self)
+
+    @property
+    def introspection(self) -> Introspection:
+        """Version, server identity and plugins."""
+        return Introspection(self)
 
     @contextlib.asynccontextmanager
     async def stream(self) -> AsyncIterator[tuple[str, _Stream]]:
