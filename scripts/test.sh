@@ -9,8 +9,8 @@ PY=.venv/bin/python
 echo "==> generated protobuf code is fresh"
 $PY scripts/gen_protos.py --check
 echo "==> ruff"
-.venv/bin/ruff check src tests scripts bench
-.venv/bin/ruff format --check src tests scripts bench
+.venv/bin/ruff check src tests scripts bench examples
+.venv/bin/ruff format --check src tests scripts bench examples
 echo "==> mypy"
 .venv/bin/mypy
 echo "==> pytest"

@@ -253,9 +253,14 @@ class Client(Connection):
     ) -> None:
         """Pull ``reference`` from its registry (and unpack it for each platform).
 
-        ``credentials`` ((user, password), or a function of the registry host) are handed to
-        the daemon when the registry asks."""
-        wanted = [platform_to_pb(p) for p in platforms or []]
+        ``platforms``: None means this host's platform (as ctr pulls); ``[]`` means every platform
+        (nothing is unpacked then). ``credentials`` ((user, password), or a function of the
+        registry host) are handed to the daemon when the registry asks."""
+        if platforms is None:
+            from pycontainerd.images.platforms import host_platform
+
+            platforms = [host_platform()]
+        wanted = [platform_to_pb(p) for p in platforms]
         store = imagestore_pb2.ImageStore(name=reference, platforms=wanted)
         if unpack:
             for p in wanted:

@@ -146,6 +146,7 @@ class TaskService:
         self._containers: dict[str, Container] = {}
         # Exits of PIDs not (yet) known: a short exec can exit before its pid file is read.
         self._unclaimed: dict[int, int] = {}
+        self._starting: set[int] = set()  # init pids being started: their exits wait for TaskStart
         self._exits = reaper.subscribe()
         self._exit_task = spawn_task(self._watch_exits(), name="exits")
 
@@ -180,7 +181,7 @@ class TaskService:
     async def _watch_exits(self) -> None:
         while True:
             pid, status = await self._exits.get()
-            if not self._deliver(pid, status):
+            if pid in self._starting or not self._deliver(pid, status):
                 self._unclaimed[pid] = status
                 if len(self._unclaimed) > 1024:
                     self._unclaimed.pop(next(iter(self._unclaimed)))
@@ -317,16 +318,22 @@ class TaskService:
         proc = c.process(req.exec_id)
         proc.check(Event.START)
         if not req.exec_id:
-            if c.restore is not None:
-                await self._restore(c, c.restore)
-            else:
-                await c.runc.start(req.id)
-            status = self._unclaimed.pop(proc.pid, None)
-            if status is not None:  # a restored process that died at once
-                self._deliver(proc.pid, status)
-            if proc.state is State.CREATED:  # a quick process may already have exited
+            # An exit seen while runc starts the process is held back: TaskStart comes first.
+            starting = proc.pid
+            self._starting.add(starting)
+            try:
+                if c.restore is not None:
+                    await self._restore(c, c.restore)
+                else:
+                    await c.runc.start(req.id)
+            finally:
+                self._starting.discard(starting)
+            if proc.state is State.CREATED:
                 proc.transition(Event.START)
             self._publish("/tasks/start", ev.TaskStart(container_id=req.id, pid=proc.pid))
+            status = self._unclaimed.pop(proc.pid, None)
+            if status is not None:  # a quick (or restored) process that died at once
+                self._deliver(proc.pid, status)
             return pb.StartResponse(pid=proc.pid)
         if c.init.state is not State.RUNNING:
             raise FailedPrecondition(f"container {req.id} is not running")
@@ -351,10 +358,11 @@ class TaskService:
             c.consoles[req.exec_id] = console
         if proc.state is State.CREATED:
             proc.transition(Event.START)
+        # Its exit, if it came during runc exec (the pid unknown then), follows TaskExecStarted.
+        self._publish("/tasks/exec-started", ev.TaskExecStarted(container_id=req.id, exec_id=req.exec_id, pid=proc.pid))
         status = self._unclaimed.pop(proc.pid, None)
         if status is not None:
             self._deliver(proc.pid, status)
-        self._publish("/tasks/exec-started", ev.TaskExecStarted(container_id=req.id, exec_id=req.exec_id, pid=proc.pid))
         return pb.StartResponse(pid=proc.pid)
 
     async def exec(self, ctx: Any, req: pb.ExecProcessRequest) -> empty_pb2.Empty:
