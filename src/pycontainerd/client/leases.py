@@ -5,11 +5,11 @@ from __future__ import annotations
 import contextlib
 import secrets
 import time
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from pycontainerd.api.containerd.services.leases.v1 import leases_pb2 as pb
 from pycontainerd.api.containerd.services.leases.v1 import leases_pb2_grpc as pb_grpc
+from pycontainerd.core.leases import EXPIRE_LABEL, Lease, Resource
 from pycontainerd.errdefs import NotFound
 from pycontainerd.pbtime import from_timestamp
 
@@ -19,24 +19,8 @@ if TYPE_CHECKING:
 
     from pycontainerd.client.connection import Connection
 
-EXPIRE_LABEL = "containerd.io/gc.expire"
-
-
-@dataclass(frozen=True, slots=True)
-class Lease:
-    """A lease; ``created_at`` in nanoseconds since the epoch."""
-
-    id: str
-    created_at: int = 0
-    labels: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class LeaseResource:
-    """Something a lease holds: ``type`` is ``content``, ``ingests`` or ``snapshots/<snapshotter>``."""
-
-    id: str
-    type: str
+LeaseResource = Resource
+"""Something a lease holds (the core type under the name the client used first)."""
 
 
 def expiry_label(seconds: float) -> dict[str, str]:

@@ -7,11 +7,11 @@ protecting its resources at the next collection.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from pycontainerd import filters
 from pycontainerd import labels as labelspec
+from pycontainerd.core.leases import Lease, Resource
 from pycontainerd.errdefs import AlreadyExists, InvalidArgument, NotFound
 from pycontainerd.metadata import labels
 from pycontainerd.metadata import namespaces as nsmeta
@@ -26,23 +26,6 @@ KIND = "lease"
 RESOURCE_CONTENT = "content"
 RESOURCE_INGESTS = "ingests"
 RESOURCE_SNAPSHOTS_PREFIX = "snapshots/"
-
-
-@dataclass(frozen=True, slots=True)
-class Lease:
-    """A lease and its labels; ``created_at`` in nanoseconds."""
-
-    id: str
-    created_at: int = 0
-    labels: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Resource:
-    """Something a lease holds: ``type`` is content, ingests or snapshots/<snapshotter>."""
-
-    id: str
-    type: str
 
 
 def validate_resource(resource: Resource) -> None:

@@ -9,8 +9,8 @@ from google.protobuf import empty_pb2
 
 from pycontainerd.api.containerd.services.leases.v1 import leases_pb2 as pb
 from pycontainerd.api.containerd.services.leases.v1 import leases_pb2_grpc as pb_grpc
+from pycontainerd.core.leases import Lease, Resource
 from pycontainerd.gc.plugin import collect_now
-from pycontainerd.metadata.leases import Lease, LeaseStore, Resource
 from pycontainerd.plugin import types
 from pycontainerd.plugin.registration import InitContext, Registration
 from pycontainerd.services._context import request_context
@@ -19,6 +19,7 @@ from pycontainerd.services._convert import timestamp
 if TYPE_CHECKING:
     import grpc
 
+    from pycontainerd.metadata.leases import LeaseStore
     from pycontainerd.metadata.plugin import Metadata
 
 

@@ -4,9 +4,10 @@ from pathlib import Path
 
 import pytest
 
+from pycontainerd.core.leases import Resource
 from pycontainerd.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from pycontainerd.metadata.db import DB
-from pycontainerd.metadata.leases import LeaseStore, Resource, attach
+from pycontainerd.metadata.leases import LeaseStore, attach
 from pycontainerd.namespaces import RequestContext
 
 CTX = RequestContext(namespace="ns1")
