@@ -8,12 +8,13 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from pycontainerd.cri.config import CRIConfig
-from pycontainerd.cri.service import CRIService
 from pycontainerd.plugin import types
 from pycontainerd.plugin.registration import InitContext, Registration, SkipPlugin
 
 if TYPE_CHECKING:
     import grpc
+
+    from pycontainerd.cri.service import CRIService
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ def _optional(ctx: InitContext, plugin_type: str) -> Any:
 async def _init(ctx: InitContext) -> CRIPlugin:
     from pycontainerd.cri.network import PodNetwork
     from pycontainerd.cri.nri import NRIBridge
+    from pycontainerd.cri.service import CRIService
     from pycontainerd.cri.stream_runtime import start_streaming
 
     config = ctx.config if isinstance(ctx.config, CRIConfig) else CRIConfig()

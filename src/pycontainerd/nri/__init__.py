@@ -25,19 +25,63 @@ Layers, bottom up:
 
 from __future__ import annotations
 
-from .adaptation import Adaptation, StateProvider
-from .adjust import Adjustment, container_update
-from .api import Event, pb
-from .builders import container, hook, linux_resources, mount, pod_sandbox
-from .config import NRIConfig
-from .connection import UpdateCallback
-from .errors import NRIError, PluginError, RegistrationError, ValidationError
-from .owners import ConflictError
-from .plugin import Plugin
-from .result import CreateContainerResult, UpdateContainerResult
-from .runner import run_plugin
-from .spec import SpecAdjustError, apply_adjustment
-from .updates import UpdateError
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pycontainerd.nri.adaptation import Adaptation, StateProvider
+    from pycontainerd.nri.adjust import Adjustment, container_update
+    from pycontainerd.nri.api import Event, pb
+    from pycontainerd.nri.builders import container, hook, linux_resources, mount, pod_sandbox
+    from pycontainerd.nri.config import NRIConfig
+    from pycontainerd.nri.connection import UpdateCallback
+    from pycontainerd.nri.errors import NRIError, PluginError, RegistrationError, ValidationError
+    from pycontainerd.nri.owners import ConflictError
+    from pycontainerd.nri.plugin import Plugin
+    from pycontainerd.nri.result import CreateContainerResult, UpdateContainerResult
+    from pycontainerd.nri.runner import run_plugin
+    from pycontainerd.nri.spec import SpecAdjustError, apply_adjustment
+    from pycontainerd.nri.updates import UpdateError
+
+# Modules load on first use (PEP 562): the daemon imports the NRI plugin's registration at
+# start-up, the adaptation and the SDK only when NRI runs.
+_LAZY = {
+    "Adaptation": "pycontainerd.nri.adaptation",
+    "StateProvider": "pycontainerd.nri.adaptation",
+    "Adjustment": "pycontainerd.nri.adjust",
+    "container_update": "pycontainerd.nri.adjust",
+    "Event": "pycontainerd.nri.api",
+    "pb": "pycontainerd.nri.api",
+    "container": "pycontainerd.nri.builders",
+    "hook": "pycontainerd.nri.builders",
+    "linux_resources": "pycontainerd.nri.builders",
+    "mount": "pycontainerd.nri.builders",
+    "pod_sandbox": "pycontainerd.nri.builders",
+    "NRIConfig": "pycontainerd.nri.config",
+    "UpdateCallback": "pycontainerd.nri.connection",
+    "NRIError": "pycontainerd.nri.errors",
+    "PluginError": "pycontainerd.nri.errors",
+    "RegistrationError": "pycontainerd.nri.errors",
+    "ValidationError": "pycontainerd.nri.errors",
+    "ConflictError": "pycontainerd.nri.owners",
+    "Plugin": "pycontainerd.nri.plugin",
+    "CreateContainerResult": "pycontainerd.nri.result",
+    "UpdateContainerResult": "pycontainerd.nri.result",
+    "run_plugin": "pycontainerd.nri.runner",
+    "SpecAdjustError": "pycontainerd.nri.spec",
+    "apply_adjustment": "pycontainerd.nri.spec",
+    "UpdateError": "pycontainerd.nri.updates",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "Adaptation",

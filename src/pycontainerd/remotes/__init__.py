@@ -22,22 +22,66 @@ Typical pull::
 
 from __future__ import annotations
 
-from pycontainerd.remotes.auth import Challenge, parse_www_authenticate
-from pycontainerd.remotes.client import RegistryClient
-from pycontainerd.remotes.credentials import (
-    Credentials,
-    CredentialsFn,
-    DockerConfig,
-    docker_config_credentials,
-    load_docker_config,
-    static_credentials,
-)
-from pycontainerd.remotes.fetcher import Fetcher, IngestWriter
-from pycontainerd.remotes.hosts import Capability, RegistryHost, TLSSettings, configure_hosts
-from pycontainerd.remotes.limits import Limits, ProgressFn
-from pycontainerd.remotes.pusher import BlobSource, BytesSource, FileSource, Pusher, PushResult
-from pycontainerd.remotes.reference import Reference, parse_reference
-from pycontainerd.remotes.transport import RetryPolicy
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pycontainerd.remotes.auth import Challenge, parse_www_authenticate
+    from pycontainerd.remotes.client import RegistryClient
+    from pycontainerd.remotes.credentials import (
+        Credentials,
+        CredentialsFn,
+        DockerConfig,
+        docker_config_credentials,
+        load_docker_config,
+        static_credentials,
+    )
+    from pycontainerd.remotes.fetcher import Fetcher, IngestWriter
+    from pycontainerd.remotes.hosts import Capability, RegistryHost, TLSSettings, configure_hosts
+    from pycontainerd.remotes.limits import Limits, ProgressFn
+    from pycontainerd.remotes.pusher import BlobSource, BytesSource, FileSource, Pusher, PushResult
+    from pycontainerd.remotes.reference import Reference, parse_reference
+    from pycontainerd.remotes.transport import RetryPolicy
+
+# Submodules load on first use (PEP 562): importing the package stays cheap for callers that
+# need one small part (the daemon's start-up imports this package without pulling, say, aiohttp).
+_LAZY = {
+    "Challenge": "pycontainerd.remotes.auth",
+    "parse_www_authenticate": "pycontainerd.remotes.auth",
+    "RegistryClient": "pycontainerd.remotes.client",
+    "Credentials": "pycontainerd.remotes.credentials",
+    "CredentialsFn": "pycontainerd.remotes.credentials",
+    "DockerConfig": "pycontainerd.remotes.credentials",
+    "docker_config_credentials": "pycontainerd.remotes.credentials",
+    "load_docker_config": "pycontainerd.remotes.credentials",
+    "static_credentials": "pycontainerd.remotes.credentials",
+    "Fetcher": "pycontainerd.remotes.fetcher",
+    "IngestWriter": "pycontainerd.remotes.fetcher",
+    "Capability": "pycontainerd.remotes.hosts",
+    "RegistryHost": "pycontainerd.remotes.hosts",
+    "TLSSettings": "pycontainerd.remotes.hosts",
+    "configure_hosts": "pycontainerd.remotes.hosts",
+    "Limits": "pycontainerd.remotes.limits",
+    "ProgressFn": "pycontainerd.remotes.limits",
+    "BlobSource": "pycontainerd.remotes.pusher",
+    "BytesSource": "pycontainerd.remotes.pusher",
+    "FileSource": "pycontainerd.remotes.pusher",
+    "Pusher": "pycontainerd.remotes.pusher",
+    "PushResult": "pycontainerd.remotes.pusher",
+    "Reference": "pycontainerd.remotes.reference",
+    "parse_reference": "pycontainerd.remotes.reference",
+    "RetryPolicy": "pycontainerd.remotes.transport",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "BlobSource",
