@@ -24,12 +24,12 @@ import time
 import traceback
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
-
 from pycontainerd.version import VERSION
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from aiohttp import web
 
     from pycontainerd.plugin.registration import PluginSet
 
@@ -101,6 +101,7 @@ def debug_vars(plugins: PluginSet | None) -> dict[str, Any]:
 
 async def serve_debug(path: Path, plugins: PluginSet | None) -> web.AppRunner:
     """Serve the debug endpoints on the unix socket ``path``; returns the runner to clean up."""
+    from aiohttp import web  # only when configured: aiohttp costs a tenth of a second to import
 
     async def stacks(_request: web.Request) -> web.Response:
         return web.Response(text=dump_stacks())
