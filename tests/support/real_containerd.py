@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -17,8 +18,10 @@ CONTAINERD = shutil.which("containerd")
 
 
 @contextlib.contextmanager
-def real_containerd() -> Iterator[Path]:
-    """Start containerd (CRI disabled) with root, state and sockets in a temp dir; yields the socket."""
+def real_containerd(extra_config: str = "", disabled: tuple[str, ...] = ()) -> Iterator[Path]:
+    """Start containerd (CRI disabled) with root, state and sockets in a temp dir; yields the socket.
+
+    ``extra_config`` is appended to the config (tables only); ``disabled`` adds disabled plugins."""
     if CONTAINERD is None:
         raise RuntimeError("Debian's containerd is not installed: apt-get install containerd")
     with private_dir("rcd-") as base:
@@ -26,8 +29,9 @@ def real_containerd() -> Iterator[Path]:
         config = base / "config.toml"
         config.write_text(
             f'version = 2\nroot = "{base}/root"\nstate = "{base}/state"\n'
-            'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n'
+            f"disabled_plugins = {json.dumps(['io.containerd.grpc.v1.cri', *disabled])}\n"
             f'[grpc]\naddress = "{sock}"\n[ttrpc]\naddress = "{sock}.ttrpc"\n[debug]\naddress = "{base}/debug.sock"\n'
+            + extra_config
         )
         env = dict(os.environ)
         # Our shim is installed next to the interpreter; containerd looks for shims on PATH.

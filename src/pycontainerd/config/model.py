@@ -73,7 +73,7 @@ class ProxyPlugin:
     """``[proxy_plugins.<name>]``: a plugin served by another process over gRPC."""
 
     type: str = ""
-    """``snapshot`` or ``sandbox`` (what the other process serves)."""
+    """``snapshot``, ``sandbox``, ``content`` or ``diff`` (what the other process serves)."""
     address: str = ""
     """Its unix socket."""
     platform: str = ""

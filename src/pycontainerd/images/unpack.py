@@ -9,15 +9,22 @@ garbage collector keeps the snapshots exactly as long as the image.
 
 Metadata calls stay on the calling (event loop) thread; only the extraction runs in a worker
 thread, so the daemon keeps answering while a layer is written.
+
+Which differ applies a layer: the diff service's order (``differ``). When its first differ is
+the in-process one (the default), layers are extracted here, streamed from ``open_layer`` (a
+pull hands in one that follows the download) or from the content store. Otherwise each layer
+goes to that differ's ``apply`` once it is committed (``layer_ready``): a remote differ reads it
+back from the content store.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import IO, TYPE_CHECKING
 
+from pycontainerd.content.reader import open_blob
 from pycontainerd.diff.apply import apply_stream
 from pycontainerd.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from pycontainerd.images.manifest import chain_ids
@@ -26,6 +33,7 @@ if TYPE_CHECKING:
     from pycontainerd.core.images import Descriptor
     from pycontainerd.core.snapshots import Mount
     from pycontainerd.diff.apply import Applied
+    from pycontainerd.diff.plugin import OrderedDiffers
     from pycontainerd.images.manifest import ImageManifest
     from pycontainerd.metadata.content import ContentStore
     from pycontainerd.metadata.snapshots import NamespacedSnapshotter
@@ -41,6 +49,10 @@ LayerOpener = Callable[["Descriptor"], IO[bytes]]
 """Opens a layer's (compressed) bytes for reading; called in a worker thread, may block. The
 stream must offer ``peek``. A pull passes one that follows the download as it arrives."""
 
+LayerReady = Callable[["Descriptor"], Awaitable[None]]
+"""Returns once a layer is committed to the content store (a pull passes one that waits for
+the download); needed before a differ that is not in this process reads the layer."""
+
 
 async def unpack(
     ctx: RequestContext,
@@ -49,10 +61,14 @@ async def unpack(
     image: ImageManifest,
     on_layer: LayerEvent | None = None,
     open_layer: LayerOpener | None = None,
+    *,
+    differ: OrderedDiffers | None = None,
+    layer_ready: LayerReady | None = None,
 ) -> str:
     """Unpack ``image`` into ``snapshotter``; returns the chain ID of the top layer.
 
-    Layers are read from the content store unless ``open_layer`` is given."""
+    Layers are applied by ``differ`` (the diff service's order; None: in this process). In
+    this process they are read from ``open_layer`` when given, else from the content store."""
     diff_ids = image.diff_ids
     if len(diff_ids) != len(image.layers):
         raise InvalidArgument(
@@ -65,7 +81,13 @@ async def unpack(
         except NotFound:
             if on_layer is not None:
                 on_layer(layer, "extracting")
-            await _apply(ctx, content, snapshotter, layer, diff_id, chain_id, parent, open_layer)
+            if differ is None or differ.in_process:
+                apply = _extractor(ctx, content, layer, open_layer)
+            else:
+                if layer_ready is not None:
+                    await layer_ready(layer)
+                apply = _differ_apply(ctx, differ, layer)
+            await _apply(ctx, snapshotter, chain_id, parent, diff_id, apply)
             if on_layer is not None:
                 on_layer(layer, "extracted")
         else:
@@ -81,30 +103,25 @@ async def unpack(
     return parent
 
 
-async def _apply(
-    ctx: RequestContext,
-    content: ContentStore,
-    snapshotter: NamespacedSnapshotter,
-    layer: Descriptor,
-    diff_id: str,
-    chain_id: str,
-    parent: str,
-    open_layer: LayerOpener | None,
-) -> None:
+Apply = Callable[["list[Mount]"], Awaitable[str]]
+"""Applies one layer onto the mounts of a fresh snapshot; returns the layer's diff ID."""
+
+
+def _extractor(ctx: RequestContext, content: ContentStore, layer: Descriptor, open_layer: LayerOpener | None) -> Apply:
+    """Extraction in this process, in a worker thread, streamed from ``open_layer`` or the store."""
     if open_layer is None:
         content.info(ctx, layer.digest)  # the namespace must hold the layer
-        blob_path = getattr(content.backend, "path", None)
-        if blob_path is None:
-            raise InvalidArgument("content backend cannot open blobs by path")
+        backend = content.backend
 
-        def open_blob(desc: Descriptor) -> IO[bytes]:
-            return open(blob_path(desc.digest), "rb", buffering=1 << 20)
+        def open_blob_of(desc: Descriptor) -> IO[bytes]:
+            # The local store's file when it has one, else a streaming read from the backend.
+            return open_blob(backend, desc.digest)
 
-        open_layer = open_blob
+        open_layer = open_blob_of
+    opener = open_layer
 
     def extract(mounts: list[Mount]) -> Applied:
-        assert open_layer is not None
-        with open_layer(layer) as raw:
+        with opener(layer) as raw:
             applied = apply_stream(raw, layer.media_type, mounts)
             # The decompressor may stop at the end of its stream before the file's end: read
             # on, so that a layer still downloading is committed (and verified) before we go on.
@@ -112,12 +129,35 @@ async def _apply(
                 pass
             return applied
 
+    async def apply(mounts: list[Mount]) -> str:
+        return (await asyncio.to_thread(extract, mounts)).digest
+
+    return apply
+
+
+def _differ_apply(ctx: RequestContext, differ: OrderedDiffers, layer: Descriptor) -> Apply:
+    """The layer applied by the configured differs (a remote one reads it from the content store)."""
+
+    async def apply(mounts: list[Mount]) -> str:
+        return (await differ.apply(ctx, layer, mounts)).digest
+
+    return apply
+
+
+async def _apply(
+    ctx: RequestContext,
+    snapshotter: NamespacedSnapshotter,
+    chain_id: str,
+    parent: str,
+    diff_id: str,
+    apply: Apply,
+) -> None:
     key = f"extract-{uuid.uuid4().hex[:12]} {chain_id}"
     mounts = snapshotter.prepare(ctx, key, parent, {SNAPSHOT_REF_LABEL: chain_id})
     try:
-        applied = await asyncio.to_thread(extract, mounts)
-        if applied.digest != diff_id:
-            raise FailedPrecondition(f"wrong diff id calculated on extraction {applied.digest}, expected {diff_id}")
+        applied = await apply(mounts)
+        if applied != diff_id:
+            raise FailedPrecondition(f"wrong diff id calculated on extraction {applied}, expected {diff_id}")
         try:
             snapshotter.commit(ctx, chain_id, key, {SNAPSHOT_REF_LABEL: chain_id})
         except AlreadyExists:

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from pycontainerd.api.containerd.events import namespace_pb2 as ns_events
-from pycontainerd.errdefs import NotFound
 from pycontainerd.metadata.containers import ContainerStore
 from pycontainerd.metadata.content import Backend, ContentStore
 from pycontainerd.metadata.db import DB
@@ -20,7 +19,7 @@ from pycontainerd.metadata.namespaces import Namespace, NamespaceStore
 from pycontainerd.metadata.sandboxes import SandboxStore
 from pycontainerd.metadata.snapshots import NamespacedSnapshotter
 from pycontainerd.plugin import types
-from pycontainerd.plugin.registration import InitContext, Registration
+from pycontainerd.plugin.registration import FatalPluginError, InitContext, Registration
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -76,10 +75,28 @@ def _namespace_events(exchange: Exchange) -> object:
     return publish
 
 
+def _single_content(ctx: InitContext) -> Backend | None:
+    """The one loaded content plugin (containerd's ``GetSingle``), None when there is none.
+
+    Two or more stop start-up: which one holds the blobs must never depend on load order.
+    """
+    loaded = ctx.plugins.get_all(types.CONTENT)
+    if len(loaded) > 1:
+        names = ", ".join(f"{types.CONTENT}.{name}" for name in loaded)
+        raise FatalPluginError(
+            f"multiple content plugins loaded ({names}): the metadata store uses exactly one; "
+            f'disable the others with disabled_plugins (e.g. ["{types.CONTENT}.content"] to use a proxy)'
+        )
+    for backend in loaded.values():
+        return backend  # type: ignore[no-any-return]
+    return None
+
+
 def _init(ctx: InitContext) -> Metadata:
     config = ctx.config if isinstance(ctx.config, MetadataConfig) else MetadataConfig()
     if config.content_sharing_policy not in ("shared", "isolated"):
         raise ValueError(f"content_sharing_policy must be shared or isolated, not {config.content_sharing_policy!r}")
+    backend = _single_content(ctx)  # before anything is opened: a refusal leaves nothing behind
     ctx.root.mkdir(parents=True, exist_ok=True, mode=0o700)
     db = DB(ctx.root / DB_FILE)
     ctx.on_close.append(db.close)
@@ -99,10 +116,6 @@ def _init(ctx: InitContext) -> Metadata:
     metadata.images = ImageStore(db, publish=exchange.publish, on_dirty=metadata.mark_dirty)
     metadata.containers = ContainerStore(db, publish=exchange.publish, on_dirty=metadata.mark_dirty)
     metadata.sandboxes = SandboxStore(db, on_dirty=metadata.mark_dirty)
-    try:
-        backend: Backend = ctx.plugins.first(types.CONTENT)
-    except NotFound:
-        backend = None  # type: ignore[assignment]
     if backend is not None:
         metadata.content = ContentStore(
             db,

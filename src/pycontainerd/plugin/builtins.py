@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from pycontainerd.content.local import plugin as content_plugin
 from pycontainerd.cri import plugin as cri_plugin
+from pycontainerd.diff import plugin as diff_plugin
 from pycontainerd.events import plugin as events_plugin
 from pycontainerd.gc import plugin as gc_plugin
 from pycontainerd.metadata import plugin as metadata_plugin
@@ -59,6 +60,8 @@ def builtin_registrations() -> list[Registration]:
         *snapshots_plugin.REGISTRATIONS,
         metadata_plugin.REGISTRATION,
         gc_plugin.REGISTRATION,
+        diff_plugin.WALKING_REGISTRATION,
+        diff_plugin.SERVICE_REGISTRATION,
         runtime_plugin.REGISTRATION,
         version.REGISTRATION,
         namespaces.REGISTRATION,

@@ -1,9 +1,17 @@
 """``[proxy_plugins]``: plugins served by other processes over gRPC, registered like built-ins.
 
-A ``snapshot`` proxy becomes ``io.containerd.snapshotter.v1.<name>`` (usable with
-``--snapshotter <name>``, wrapped in the metadata like any snapshotter); a ``sandbox`` proxy
-becomes the sandbox controller ``<name>`` (``sandboxer = "<name>"``). The remote is not contacted at start-up: a proxy
-whose process is not up yet fails its calls with Unavailable, not the daemon's start.
+* ``snapshot`` becomes ``io.containerd.snapshotter.v1.<name>`` (usable with
+  ``--snapshotter <name>``, wrapped in the metadata like any snapshotter);
+* ``sandbox`` becomes the sandbox controller ``<name>`` (``sandboxer = "<name>"``);
+* ``content`` becomes ``io.containerd.content.v1.<name>``, the blob store under the metadata
+  (which takes exactly one content plugin: disable the built-in
+  ``io.containerd.content.v1.content`` to use a proxy);
+* ``diff`` becomes ``io.containerd.differ.v1.<name>``, used when named in the diff service's
+  ``default`` order (``[plugins."io.containerd.service.v1.diff-service"]``).
+
+The type may also be given as the full type URI (``io.containerd.content.v1``...), as
+containerd accepts. The remote is not contacted at start-up: a proxy whose process is not up
+yet fails its calls with Unavailable, not the daemon's start.
 """
 
 from __future__ import annotations
@@ -15,9 +23,17 @@ from pycontainerd.plugin import types
 from pycontainerd.plugin.registration import InitContext, Registration
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from pycontainerd.config.model import ProxyPlugin
 
-SUPPORTED = {"snapshot": types.SNAPSHOT, "sandbox": types.SANDBOX_CONTROLLER}
+SUPPORTED = {
+    "snapshot": types.SNAPSHOT,
+    "sandbox": types.SANDBOX_CONTROLLER,
+    "content": types.CONTENT,
+    "diff": types.DIFF,
+}
+_BY_URI = {uri: short for short, uri in SUPPORTED.items()}
 
 
 def proxy_registrations(proxies: dict[str, ProxyPlugin]) -> list[Registration]:
@@ -25,21 +41,26 @@ def proxy_registrations(proxies: dict[str, ProxyPlugin]) -> list[Registration]:
     out = []
     for name, proxy in proxies.items():
         where = f"proxy_plugins.{name}"
-        if proxy.type not in SUPPORTED:
+        kind = _BY_URI.get(proxy.type, proxy.type)
+        if kind not in SUPPORTED:
             raise ConfigError(f"{where}.type: {proxy.type!r} is not supported (supported: {', '.join(SUPPORTED)})")
         if not proxy.address:
             raise ConfigError(f"{where}.address: a unix socket path is required")
-        out.append(_snapshot(name, proxy) if proxy.type == "snapshot" else _sandbox(name, proxy))
+        out.append(_MAKERS[kind](name, proxy))
     return out
+
+
+def _exports(ctx: InitContext, proxy: ProxyPlugin) -> None:
+    ctx.exports.update(proxy.exports)
+    ctx.exports["address"] = proxy.address
+    ctx.capabilities.extend(proxy.capabilities)
 
 
 def _snapshot(name: str, proxy: ProxyPlugin) -> Registration:
     def init(ctx: InitContext) -> object:
         from pycontainerd.snapshots.proxy import ProxySnapshotter
 
-        ctx.exports.update(proxy.exports)
-        ctx.exports["address"] = proxy.address
-        ctx.capabilities.extend(proxy.capabilities)
+        _exports(ctx, proxy)
         snapshotter = ProxySnapshotter(proxy.address, name)
         ctx.on_close.append(snapshotter.close)
         return snapshotter
@@ -58,3 +79,35 @@ def _sandbox(name: str, proxy: ProxyPlugin) -> Registration:
         return RemoteSandboxController(proxy.address, remote_name, ctx.plugins.first(types.METADATA))
 
     return Registration(type=SUPPORTED["sandbox"], id=name, init=init, requires=(types.METADATA,))
+
+
+def _content(name: str, proxy: ProxyPlugin) -> Registration:
+    def init(ctx: InitContext) -> object:
+        from pycontainerd.content.proxy import ProxyContentStore
+
+        _exports(ctx, proxy)
+        store = ProxyContentStore(proxy.address)
+        ctx.on_close.append(store.close)
+        return store
+
+    return Registration(type=SUPPORTED["content"], id=name, init=init)
+
+
+def _diff(name: str, proxy: ProxyPlugin) -> Registration:
+    def init(ctx: InitContext) -> object:
+        from pycontainerd.diff.proxy import ProxyDiffer
+
+        _exports(ctx, proxy)
+        differ = ProxyDiffer(proxy.address, name)
+        ctx.on_close.append(differ.close)
+        return differ
+
+    return Registration(type=SUPPORTED["diff"], id=name, init=init)
+
+
+_MAKERS: dict[str, Callable[[str, ProxyPlugin], Registration]] = {
+    "snapshot": _snapshot,
+    "sandbox": _sandbox,
+    "content": _content,
+    "diff": _diff,
+}

@@ -27,6 +27,15 @@ class SkipPlugin(Exception):
         super().__init__(f"skip plugin: {reason}")
 
 
+class FatalPluginError(Exception):
+    """Raised by an init function for a configuration the daemon must not run with.
+
+    Unlike any other init error (logged, the plugin marked ``error``, start-up going on), this
+    stops start-up with the message: e.g. two content stores loaded, of which the metadata
+    store can use only one.
+    """
+
+
 InitFn = Callable[["InitContext"], Any]
 
 

@@ -18,6 +18,7 @@ from pycontainerd.config.model import Config, ConfigError
 from pycontainerd.metrics.daemon import DaemonMetrics
 from pycontainerd.plugin import graph, types
 from pycontainerd.plugin.registration import (
+    FatalPluginError,
     InitContext,
     Plugin,
     PluginSet,
@@ -160,6 +161,10 @@ class Daemon:
             except SkipPlugin as exc:
                 plugin.error = exc
                 log.info("skip loading plugin", extra={"id": reg.uri, "error": str(exc)})
+            except FatalPluginError as exc:
+                plugin.error = exc
+                self.plugins.add(plugin)
+                raise StartupError(f"plugin {reg.uri}: {exc}") from exc
             except Exception as exc:
                 plugin.error = exc
                 log.warning("failed to load plugin", extra={"id": reg.uri, "error": str(exc)})

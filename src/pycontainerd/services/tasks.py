@@ -21,6 +21,7 @@ from pycontainerd.api.containerd.types import descriptor_pb2
 from pycontainerd.api.containerd.types.runc.options import oci_pb2
 from pycontainerd.api.containerd.types.task import task_pb2
 from pycontainerd.archive.tar import ApplyOptions, apply_tar
+from pycontainerd.content.reader import open_blob
 from pycontainerd.core import checkpoint as ckpt
 from pycontainerd.core.content import parse_digest
 from pycontainerd.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
@@ -75,8 +76,8 @@ def _write_stream(writer: Any, produce: Any) -> int:
     return size
 
 
-def _unpack(blob: Path, target: Path) -> None:
-    with blob.open("rb") as fh:
+def _unpack(backend: Any, digest: str, target: Path) -> None:
+    with open_blob(backend, digest) as fh:
         apply_tar(fh, target, ApplyOptions(whiteouts="remove"))
 
 
@@ -125,14 +126,11 @@ class TasksService(pb_grpc.TasksServicer):
         content = self._content()
         digest = parse_digest(desc.digest)
         content.info(ctx, digest)  # NotFound unless the namespace holds it
-        path = getattr(content.backend, "path", None)
-        if path is None:
-            raise InvalidArgument("content backend cannot open blobs by path")
         target = self._restore_dir(ctx, container_id)
         shutil.rmtree(target, ignore_errors=True)
         target.mkdir(parents=True, mode=0o700)
         try:
-            await asyncio.to_thread(_unpack, path(digest), target)
+            await asyncio.to_thread(_unpack, content.backend, digest, target)
         except BaseException:
             shutil.rmtree(target, ignore_errors=True)
             raise

@@ -20,7 +20,8 @@ from pycontainerd.api.containerd.types import descriptor_pb2
 from pycontainerd.api.containerd.types.transfer import imagestore_pb2, importexport_pb2, progress_pb2, registry_pb2
 from pycontainerd.api.containerd.types.transfer import streaming_pb2 as tstreaming_pb2
 from pycontainerd.api.pycontainerd.types.transfer.v1 import snapshot_pb2
-from pycontainerd.errdefs import InvalidArgument, Unimplemented
+from pycontainerd.diff.plugin import DIFF_SERVICE_ID
+from pycontainerd.errdefs import InvalidArgument, NotFound, Unimplemented
 from pycontainerd.images.platforms import Platform, normalize_arch
 from pycontainerd.plugin import types
 from pycontainerd.plugin.registration import InitContext, Registration
@@ -162,7 +163,13 @@ class TransferService(pb_grpc.TransferServicer):
 def _init_local(ctx: InitContext) -> LocalTransfer:
     config = ctx.config if isinstance(ctx.config, TransferConfig) else TransferConfig()
     verifiers = ctx.plugins.get_all(types.IMAGE_VERIFIER)
-    return LocalTransfer(ctx.plugins.first(types.METADATA), config, verifiers)
+    try:
+        differs = ctx.plugins.get(types.SERVICE, DIFF_SERVICE_ID)
+    except NotFound:
+        # Disabled or failed (see its error in `ctr plugins ls -d`): unpack applies layers in this process.
+        log.warning("no diff service loaded: unpacks use the built-in differ")
+        differs = None
+    return LocalTransfer(ctx.plugins.first(types.METADATA), config, verifiers, differs)
 
 
 def _init_verifier(ctx: InitContext) -> BinDirVerifier:
@@ -180,7 +187,7 @@ LOCAL_REGISTRATION = Registration(
     type=types.TRANSFER,
     id="local",
     init=_init_local,
-    requires=(types.METADATA, types.IMAGE_VERIFIER),
+    requires=(types.METADATA, types.IMAGE_VERIFIER, types.SERVICE),
     config=TransferConfig,
 )
 REGISTRATION = Registration(type=types.GRPC, id="transfer", init=_init, requires=(types.TRANSFER, types.STREAMING))

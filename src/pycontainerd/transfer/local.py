@@ -18,11 +18,12 @@ import uuid
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
+from pycontainerd.content.reader import open_blob
 from pycontainerd.core.images import Descriptor, Image
 from pycontainerd.errdefs import AlreadyExists, FailedPrecondition, NotFound, Unimplemented
 from pycontainerd.images.manifest import INDEXES, MANIFESTS, manifests
 from pycontainerd.images.platforms import Platform, matches
-from pycontainerd.images.unpack import LayerOpener, unpack
+from pycontainerd.images.unpack import LayerOpener, LayerReady, unpack
 from pycontainerd.namespaces import RequestContext
 from pycontainerd.remotes.limits import Limits
 from pycontainerd.transfer.archive import IMAGE_NAME_ANNOTATION, REF_NAME_ANNOTATION, export_archive, import_archive
@@ -45,6 +46,7 @@ from pycontainerd.transfer.objects import (
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Mapping
 
+    from pycontainerd.diff.plugin import OrderedDiffers
     from pycontainerd.metadata.content import ContentStore
     from pycontainerd.metadata.plugin import Metadata
     from pycontainerd.metadata.snapshots import NamespacedSnapshotter
@@ -125,10 +127,7 @@ class _ContentSource:
 
     def open(self, digest: str) -> IO[bytes]:
         self._bridge.call(self._content.info, self._ctx, digest)  # the namespace must hold it
-        path = getattr(self._content.backend, "path", None)
-        if path is None:
-            raise Unimplemented("content backend cannot open blobs by path")
-        return open(path(digest), "rb")
+        return open_blob(self._content.backend, digest)
 
     def size(self, digest: str) -> int:
         return self._bridge.call(self._content.info, self._ctx, digest).size
@@ -185,8 +184,11 @@ class LocalTransfer:
         metadata: Metadata,
         config: TransferConfig | None = None,
         verifiers: Mapping[str, BinDirVerifier] | None = None,
+        differs: OrderedDiffers | None = None,
     ) -> None:
         self._metadata = metadata
+        self.differs = differs
+        """The diff service's differs, which apply unpacked layers (None: in this process)."""
         self.config = config or TransferConfig()
         self.verifiers = dict(verifiers or {})
         self.limits = Limits(self.config.max_concurrent_downloads, self.config.max_concurrent_uploaded_layers)
@@ -375,9 +377,13 @@ class LocalTransfer:
         wanted: Unpack,
         progress: ProgressFn,
         open_layer: LayerOpener | None = None,
+        layer_ready: LayerReady | None = None,
     ) -> None:
-        """Unpack the manifest of ``desc`` for ``wanted.platform`` into its snapshotter (layers
-        read from the content store unless ``open_layer`` is given)."""
+        """Unpack the manifest of ``desc`` for ``wanted.platform`` into its snapshotter.
+
+        Layers go through the diff service's differs; applied in this process, they are read
+        from ``open_layer`` when given, else from the content store; a remote differ gets
+        each one once ``layer_ready`` says it is committed."""
         name = wanted.snapshotter or self.config.default_snapshotter
         snapshotter = self._metadata.snapshotters.get(name)
         if snapshotter is None:
@@ -396,7 +402,16 @@ class LocalTransfer:
             if event != "exists":
                 progress(Progress(event, ref_key(layer), (), layer.size, layer.size, layer))
 
-        await unpack(ctx, self._content, snapshotter, found[0], on_layer, open_layer)
+        await unpack(
+            ctx,
+            self._content,
+            snapshotter,
+            found[0],
+            on_layer,
+            open_layer,
+            differ=self.differs,
+            layer_ready=layer_ready,
+        )
 
     # -- the transfers -------------------------------------------------------------------
 

@@ -19,8 +19,9 @@ import contextlib
 import io
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
+from pycontainerd.content.reader import open_blob
 from pycontainerd.errdefs import AlreadyExists, InvalidArgument, NotFound, Unavailable, Unknown
 from pycontainerd.images.manifest import DOCKER_SCHEMA1, MANIFESTS, descriptor_from_json
 from pycontainerd.images.platforms import matches
@@ -144,12 +145,25 @@ class Puller:
             download.finish(exc if isinstance(exc, Exception) else Unknown(f"fetch of {desc.digest} cancelled"))
             raise
 
-    def open_layer(self, layer: Descriptor) -> io.BufferedReader:
-        """The layer's bytes as they arrive (runs in the extraction thread)."""
-        path = getattr(self.content.backend, "path", None)
+    def open_layer(self, layer: Descriptor) -> IO[bytes]:
+        """The layer's bytes as they arrive (runs in the extraction thread).
+
+        A backend without files (a content proxy) cannot be read before the commit: then the
+        layer is read from the store once its download is committed.
+        """
+        backend = self.content.backend
+        path = getattr(backend, "path", None)
+        download = self.downloads[layer.digest]
         if path is None:
-            raise InvalidArgument("content backend cannot open blobs by path")
-        return io.BufferedReader(FollowReader(self.downloads[layer.digest], lambda: path(layer.digest)), 1 << 20)
+            download.wait(lambda: download.done)
+            if download.error is not None:
+                raise download.error
+            return open_blob(backend, layer.digest)
+        return io.BufferedReader(FollowReader(download, lambda: path(layer.digest)), 1 << 20)
+
+    async def layer_ready(self, layer: Descriptor) -> None:
+        """Return once ``layer`` is committed to the content store (fails as its download did)."""
+        await self.start(layer)
 
 
 async def pull(
@@ -200,7 +214,7 @@ async def fetch_image(
         if engine.config.fetch_referrers:
             subjects = [root] + [f["manifest"] for f in found_manifests if f["manifest"].digest != root.digest]
             await _fetch_referrers(puller, session, subjects)
-        unpacks = [engine.unpack(ctx, root, u, progress, puller.open_layer) for u in target.unpacks]
+        unpacks = [engine.unpack(ctx, root, u, progress, puller.open_layer, puller.layer_ready) for u in target.unpacks]
         await asyncio.gather(*puller.tasks.values(), *unpacks)
     except BaseException:
         for task in puller.tasks.values():

@@ -9,21 +9,50 @@ and uploaded otherwise. Then manifests by digest, and last the root under the re
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+from pycontainerd.content.reader import open_blob
 from pycontainerd.errdefs import InvalidArgument, NotFound
 from pycontainerd.images.manifest import INDEXES, MANIFESTS, descriptor_from_json
 from pycontainerd.images.platforms import matches
-from pycontainerd.remotes.pusher import distribution_source_key
+from pycontainerd.remotes.pusher import SOURCE_CHUNK, FileSource, distribution_source_key
 from pycontainerd.transfer.objects import Progress, ref_key
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     from pycontainerd.core.images import Descriptor
     from pycontainerd.images.platforms import Platform
     from pycontainerd.namespaces import RequestContext
+    from pycontainerd.remotes.pusher import BlobSource
     from pycontainerd.transfer.local import LocalTransfer
     from pycontainerd.transfer.objects import ImageStoreTarget, ProgressFn, Registry
     from pycontainerd.transfer.registry import RegistrySession
+
+
+@dataclass(frozen=True, slots=True)
+class BackendSource:
+    """A blob of a content backend without files (a content proxy), read in a worker thread."""
+
+    backend: Any
+    digest: str
+    chunk_size: int = SOURCE_CHUNK
+
+    async def open(self, offset: int) -> AsyncIterator[bytes]:
+        """The bytes from ``offset``."""
+        fh = await asyncio.to_thread(open_blob, self.backend, self.digest, offset)
+        try:
+            while chunk := await asyncio.to_thread(fh.read, self.chunk_size):
+                yield chunk
+        finally:
+            fh.close()
+
+
+def blob_source(backend: Any, digest: str) -> BlobSource:
+    """Where a push reads blob ``digest``: the local store's file, or the backend itself."""
+    path = getattr(backend, "path", None)
+    return FileSource(path(digest)) if callable(path) else BackendSource(backend, digest)
 
 
 async def push(
@@ -51,9 +80,7 @@ async def push_image(
     """Push the image whose root is ``root`` (its manifests for ``platforms``, all when empty)."""
     content = engine._metadata.content
     assert content is not None
-    blob_path = getattr(content.backend, "path", None)
-    if blob_path is None:
-        raise InvalidArgument("content backend cannot open blobs by path")
+    backend = content.backend
     manifests_in_order: list[tuple[Descriptor, bytes]] = []  # children first
     blobs: dict[str, Descriptor] = {}
 
@@ -97,7 +124,7 @@ async def push_image(
         sources = [s for s in info.labels.get(key, "").split(",") if s]
         async with slots:
             progress(Progress("uploading", name, (), 0, desc.size, desc))
-            outcome = await session.push_blob(desc, blob_path(desc.digest), sources)
+            outcome = await session.push_blob(desc, blob_source(backend, desc.digest), sources)
         event = {"exists": "already exists", "mounted": "mounted"}.get(outcome, "complete")
         progress(Progress(event, name, (), desc.size, desc.size, desc))
 

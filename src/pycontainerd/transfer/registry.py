@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import TYPE_CHECKING
 
 from pycontainerd.api.containerd.types.transfer import registry_pb2
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from pycontainerd.core.images import Descriptor
     from pycontainerd.remotes.fetcher import IngestWriter
     from pycontainerd.remotes.limits import Limits
+    from pycontainerd.remotes.pusher import BlobSource
     from pycontainerd.streaming.manager import Stream
     from pycontainerd.transfer.objects import Registry
 
@@ -100,8 +102,9 @@ class RegistrySession:
     async def fetch_into(self, desc: Descriptor, writer: IngestWriter) -> None:
         await self.client.fetcher(self.reference).fetch_into(writer, desc)
 
-    async def push_blob(self, desc: Descriptor, path: Path, mount_from: Sequence[str]) -> str:
-        result = await self.client.pusher(self.reference).push_blob(desc, FileSource(path), mount_from=mount_from)
+    async def push_blob(self, desc: Descriptor, source: Path | BlobSource, mount_from: Sequence[str]) -> str:
+        src = FileSource(source) if isinstance(source, os.PathLike) else source
+        result = await self.client.pusher(self.reference).push_blob(desc, src, mount_from=mount_from)
         return result.status
 
     async def push_manifest(self, desc: Descriptor, data: bytes, tag: str = "") -> None:
