@@ -243,7 +243,10 @@ class BlobBackend:
 
 
 def _orphan_blobs(tx: Tx, backend: BlobBackend) -> list[tuple[str, int]]:
+    """Blobs no namespace holds, and no ingest expects (a shared write adopts the stored blob
+    at commit: it must still be there then)."""
     held = {r[0] for r in tx.execute("SELECT DISTINCT digest FROM content")}
+    held.update(r[0] for r in tx.execute("SELECT DISTINCT expected FROM ingests WHERE expected != ''"))
     return [(digest, size) for digest, size in backend.walk() if digest not in held]
 
 
@@ -292,20 +295,21 @@ def collect(
         for ns, snapshotter, key in sweep.snapshots:
             tx.execute("DELETE FROM snapshots WHERE namespace=? AND snapshotter=? AND key=?", (ns, snapshotter, key))
             labels.delete(tx, ns, f"snapshot/{snapshotter}", key)
-        if backend is not None:
-            sweep.blobs = _orphan_blobs(tx, backend)
-            live_ingests = {f"{ns}/{ref}" for ns, ref in tx.execute("SELECT namespace, ref FROM ingests").fetchall()}
-        else:
-            live_ingests = set()
     if backend is not None:
-        for digest, _ in sweep.blobs:
-            backend.delete(digest)
-        for bref in backend.ingests():
-            if bref not in live_ingests:
-                try:
-                    backend.abort(bref)
-                except (NotFound, Unavailable):
-                    continue  # gone already, or a writer holds it right now
+        # Files go in a second transaction, holding the write lock while they are deleted: what
+        # is orphaned in the committed state stays orphaned (no writer can adopt a blob or
+        # register an ingest meanwhile), and a crash leaves at worst unreferenced files.
+        with db.write() as tx:
+            sweep.blobs = _orphan_blobs(tx, backend)
+            for digest, _ in sweep.blobs:
+                backend.delete(digest)
+            live_ingests = {f"{ns}/{ref}" for ns, ref in tx.execute("SELECT namespace, ref FROM ingests").fetchall()}
+            for bref in backend.ingests():
+                if bref not in live_ingests:
+                    try:
+                        backend.abort(bref)
+                    except (NotFound, Unavailable):
+                        continue  # gone already, or a writer holds it right now
     for name, sweep_backend in (snapshotters or {}).items():
         sweep.backend_snapshots.extend(f"{name}/{key}" for key in sweep_backend())
     sweep.duration_s = time.monotonic() - started

@@ -136,3 +136,18 @@ def test_stale_ingests(db: DB) -> None:
 )
 def test_parse_expire(text: str, ok: bool) -> None:
     assert (gc.parse_expire(text) is not None) is ok
+
+
+def test_a_blob_an_ingest_is_adopting_survives_collection(db: DB) -> None:
+    """A shared write (the backend already has the blob another namespace dropped) records the
+    digest at commit: a collection in between must keep the file."""
+    adopted, orphan = dg("7"), dg("8")
+    with db.write() as tx:
+        tx.execute(
+            "INSERT INTO ingests (namespace, ref, expected, lease, created_at) VALUES (?,?,?,?,?)",
+            (NS, "pull-layer", adopted, "", now_ns()),
+        )
+    blobs = FakeBlobs({adopted: 10, orphan: 5})
+    sweep = gc.collect(db, blobs.backend())
+    assert [d for d, _ in sweep.blobs] == [orphan]
+    assert set(blobs.blobs) == {adopted}
