@@ -20,6 +20,7 @@ back from the content store.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import IO, TYPE_CHECKING
@@ -70,12 +71,15 @@ async def unpack(
     Layers are applied by ``differ`` (the diff service's order; None: in this process). In
     this process they are read from ``open_layer`` when given, else from the content store."""
     diff_ids = image.diff_ids
-    if len(diff_ids) != len(image.layers):
+    # Only filesystem layers make the rootfs: others (a wasm module, application/wasm) are
+    # content for the runtime, as in containerd >= 1.6.25, and the config lists no diff ID for them.
+    layers = [layer for layer in image.layers if is_layer_type(layer.media_type)]
+    if len(diff_ids) != len(layers):
         raise InvalidArgument(
-            f"image config lists {len(diff_ids)} diff IDs for {len(image.layers)} layers in {image.descriptor.digest}"
+            f"image config lists {len(diff_ids)} diff IDs for {len(layers)} layers in {image.descriptor.digest}"
         )
     parent = ""
-    for layer, diff_id, chain_id in zip(image.layers, diff_ids, chain_ids(diff_ids), strict=True):
+    for layer, diff_id, chain_id in zip(layers, diff_ids, chain_ids(diff_ids), strict=True):
         try:
             snapshotter.stat(ctx, chain_id)
         except NotFound:
@@ -101,6 +105,21 @@ async def unpack(
         key = f"containerd.io/gc.ref.snapshot.{snapshotter.name}"
         content.update(ctx, image.config_descriptor.digest, {key: parent}, [f"labels.{key}"])
     return parent
+
+
+DOCKER_LAYER_TYPES = (
+    "application/vnd.docker.image.rootfs.diff.tar",
+    "application/vnd.docker.image.rootfs.diff.tar.gzip",
+    "application/vnd.docker.image.rootfs.foreign.diff.tar",
+    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+)
+
+
+def is_layer_type(media_type: str) -> bool:
+    """Whether a manifest layer is a filesystem layer (containerd's ``images.IsLayerType``)."""
+    if media_type.startswith("application/vnd.oci.image.layer."):
+        return True
+    return media_type.split("+", 1)[0] in DOCKER_LAYER_TYPES
 
 
 Apply = Callable[["list[Mount]"], Awaitable[str]]
@@ -130,7 +149,15 @@ def _extractor(ctx: RequestContext, content: ContentStore, layer: Descriptor, op
             return applied
 
     async def apply(mounts: list[Mount]) -> str:
-        return (await asyncio.to_thread(extract, mounts)).digest
+        extraction = asyncio.ensure_future(asyncio.to_thread(extract, mounts))
+        try:
+            return (await asyncio.shield(extraction)).digest
+        except asyncio.CancelledError:
+            # A thread cannot be stopped: let it end (its reader fails once the download is
+            # cancelled) before the caller removes the snapshot it writes into.
+            with contextlib.suppress(BaseException):
+                await extraction
+            raise
 
     return apply
 

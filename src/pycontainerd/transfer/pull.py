@@ -205,6 +205,7 @@ async def fetch_image(
     progress(Progress(f"Pulling from {source.reference}"))
     progress(Progress("fetching image content", name, desc=root))
     puller = Puller(engine, ctx, session, progress)
+    unpacks: list[asyncio.Future[None]] = []
     try:
         await puller.fetch(root)
         found_manifests = await _fetch_metadata(puller, root, target)
@@ -214,13 +215,19 @@ async def fetch_image(
         if engine.config.fetch_referrers:
             subjects = [root] + [f["manifest"] for f in found_manifests if f["manifest"].digest != root.digest]
             await _fetch_referrers(puller, session, subjects)
-        unpacks = [engine.unpack(ctx, root, u, progress, puller.open_layer, puller.layer_ready) for u in target.unpacks]
+        unpacks.extend(
+            asyncio.ensure_future(engine.unpack(ctx, root, u, progress, puller.open_layer, puller.layer_ready))
+            for u in target.unpacks
+        )
         await asyncio.gather(*puller.tasks.values(), *unpacks)
     except BaseException:
-        for task in puller.tasks.values():
+        # gather leaves the others running when one fails: stop them all, and wait for their
+        # clean-up (an unpack removes its half-extracted snapshot) before the caller hears.
+        others: list[asyncio.Future[Any]] = [*puller.tasks.values(), *unpacks]
+        for task in others:
             task.cancel()
         with contextlib.suppress(BaseException):
-            await asyncio.gather(*puller.tasks.values(), return_exceptions=True)
+            await asyncio.gather(*others, return_exceptions=True)
         raise
 
     def keep(child: dict[str, Any]) -> bool:
