@@ -284,6 +284,49 @@ def w_run(daemons: list[Daemon], runs: int, runtimes: dict[str, str] = GO_SHIM) 
     return out
 
 
+USERNS_MAPS = ["--uidmap", "0:100000:65536", "--gidmap", "0:100000:65536"]
+USERNS_IMAGE = "docker.io/library/busybox:userns"
+USERNS_LAYERS = ["--extra-layers", "5", "--files-per-layer", "2000"]
+
+
+def w_run_userns(daemons: list[Daemon], runs: int) -> Result:
+    """``ctr run --rm busybox true`` without and with a user namespace, default runtime (ours
+    vs containerd's Go shim: ctr sends the stdio owner only to runtimes named io.containerd.runc.*).
+
+    ``idmap``: ``--remap-labels``, our overlayfs shows the layers through ID-mapped mounts
+    (containerd 1.6 ignores the labels, so it is not measured there). ``chown``: plain
+    ``--uidmap``, ctr itself makes a chown-remapped copy of the image (``<chain>-<uid>-<gid>``),
+    which garbage collection may take after each ``--rm``. The first run of each is also
+    reported on its own (``cold``): a fresh copy every time it is not cached.
+    """
+    image = Path("/tmp/bench-busybox-userns.tar")  # 6 layers, ~10k files: what a chown copy costs shows
+    if not image.exists():
+        subprocess.run(
+            [sys.executable, "-m", "pycontainerd.tools.busybox", str(image), "--ref", USERNS_IMAGE, *USERNS_LAYERS],
+            check=True,
+            capture_output=True,
+            cwd=REPO,
+        )
+    variants = {"plain": [], "userns idmap": [*USERNS_MAPS, "--remap-labels"], "userns chown": USERNS_MAPS}
+    out: Result = {}
+    for d in daemons:
+        d.reset()
+        d.base.chmod(0o711)  # as /run/containerd: a user namespace's root must reach the bundles
+        d.start()
+        assert d.ctr("images", "import", str(image)).returncode == 0
+    for i in range(runs * 4):
+        for d in daemons:
+            for name, flags in variants.items():
+                if d.name == "containerd" and "idmap" in name:
+                    continue
+                t0 = time.perf_counter()
+                res = d.ctr("run", "--rm", "--runtime", DEFAULT[d.name], *flags, USERNS_IMAGE, f"u{i}", "true")
+                elapsed = time.perf_counter() - t0
+                assert res.returncode == 0, (d.name, name, res.stderr)
+                out.setdefault(f"{d.name} {name}" + (" (cold)" if i == 0 else ""), []).append(elapsed)
+    return out
+
+
 def _pss_of(pids: list[int]) -> float:
     total = 0
     for pid in pids:
@@ -587,6 +630,7 @@ WORKLOADS: dict[str, tuple[str, str, Callable[[list[Daemon], int], Result]]] = {
         "s",
         lambda daemons, runs: w_run(daemons, runs, DEFAULT),
     ),
+    "run-userns": ("ctr run --rm busybox true, with and without --uidmap/--gidmap", "s", w_run_userns),
     "import": ("ctr images import + unpack, ~300 MB / 5 layers / 25k files", "s", w_import),
     "export": ("ctr images export of the same image", "s", w_export),
     "pull": ("cold pull + unpack of the same image from a local docker-registry", "s", w_pull),

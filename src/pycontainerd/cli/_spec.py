@@ -81,6 +81,11 @@ def add_container_flags(p: argparse.ArgumentParser) -> None:
         metavar="CONTAINER:HOST:LENGTH",
         help="GID mapping of the user namespace (default: as --uidmap)",
     )
+    p.add_argument(
+        "--remap-labels",
+        action="store_true",
+        help="leave the ID shift to the snapshotter (its remap-ids capability): no chown-remapped copy",
+    )
 
 
 def parse_idmap(text: str) -> dict[str, int]:

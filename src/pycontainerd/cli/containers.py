@@ -17,6 +17,7 @@ from pycontainerd.cli._app import (
     show,
 )
 from pycontainerd.cli._spec import STOP_SIGNAL_LABEL, add_container_flags, build_spec, snapshot_labels
+from pycontainerd.cli._userns import snapshot_parent, spec_idmap
 from pycontainerd.core.containers import AnyValue, Container, Runtime
 from pycontainerd.errdefs import NotFound
 from pycontainerd.images import platforms
@@ -114,7 +115,10 @@ async def create_container(args: argparse.Namespace, client: Client, container_i
         if image_config is not None:
             snaps = client.snapshots(args.snapshotter)
             snapshotter, snapshot_key = snaps.snapshotter, container_id
-            await snaps.prepare(container_id, image_config.chain_id, snapshot_labels(args))
+            parent = await snapshot_parent(
+                client, snapshotter, image_config.chain_id, spec_idmap(spec), fallback=not args.remap_labels
+            )
+            await snaps.prepare(container_id, parent, snapshot_labels(args))
             stop = image_config.config.get("StopSignal")
             labels.setdefault(STOP_SIGNAL_LABEL, str(stop or "SIGTERM"))
         record = Container(

@@ -13,6 +13,7 @@ from google.protobuf import json_format
 from pycontainerd.cli._app import UsageError, add_command, command, group, print_json, show, table, wants_json
 from pycontainerd.cli._spec import STOP_SIGNAL_LABEL, parse_signal
 from pycontainerd.cli._stdio import DEFAULT_FIFO_DIR, Pumps, Stdio, follow_window, forward_signals, remove_fifos
+from pycontainerd.cli._userns import task_options
 from pycontainerd.client.tasks import IO
 from pycontainerd.core.containers import AnyValue
 from pycontainerd.errdefs import NotFound
@@ -170,7 +171,7 @@ async def run_task(args: argparse.Namespace, client: Client, container: Containe
     # before it opens its write ends (the Go shim does), as it may with ctr.
     pumps = Pumps(io, forward_stdin=not args.detach) if stdio is not None else None
     try:
-        await client.tasks.create(container.id, io=io, rootfs=rootfs)
+        await client.tasks.create(container.id, io=io, rootfs=rootfs, options=task_options(container))
         if pumps is None or args.detach:
             pid = await client.tasks.start(container.id)
             _pid_file(args, pid)

@@ -25,7 +25,7 @@ from google.protobuf import any_pb2, empty_pb2
 from pycontainerd.api.containerd.runtime.task.v2 import shim_pb2
 from pycontainerd.api.k8s.cri.runtime.v1 import api_pb2 as api
 from pycontainerd.core.containers import AnyValue, Container
-from pycontainerd.cri import state
+from pycontainerd.cri import state, userns
 from pycontainerd.cri.images import ImageIndex, ImageInfo
 from pycontainerd.cri.specs import build_container_spec, updated_spec
 from pycontainerd.errdefs import FailedPrecondition, InvalidArgument, NotFound
@@ -77,7 +77,8 @@ async def _create(
     nri_created = False
     try:
         await ensure_unpacked(svc, leased, image.name, image.chain_id, snapshotter_name)
-        mounts = snapshotter.prepare(leased, container_id, image.chain_id)
+        parent, labels = await userns.snapshot_parent(svc, leased, snapshotter_name, image.chain_id, pod.config)
+        mounts = snapshotter.prepare(leased, container_id, parent, labels)
         try:
             passwd, group = await asyncio.to_thread(_read_user_files, mounts)
             log_path = ""

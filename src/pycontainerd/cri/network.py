@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pycontainerd.api.k8s.cri.runtime.v1 import api_pb2 as api
-from pycontainerd.cni import CNI, Bandwidth, CNIError, DNSConfig, PortMapping, create_netns, pod_args, remove_netns
+from pycontainerd.cni import CNI, Bandwidth, CNIError, DNSConfig, PortMapping, create_netns, pod_args
+from pycontainerd.cri import userns
 
 if TYPE_CHECKING:
     from pycontainerd.cri import state
     from pycontainerd.cri.config import CRIConfig
+    from pycontainerd.snapshots.idmap import IDMap
 
 log = logging.getLogger(__name__)
 
@@ -99,14 +101,17 @@ class PodNetwork:
             self._by_dir[own.cni_conf_dir] = found
         return found
 
-    async def create_netns(self) -> str:
-        """A new network namespace; its pin path."""
+    async def create_netns(self, idmap: IDMap | None = None) -> str:
+        """A new network namespace; its pin path. With ``idmap`` (a pod with a user namespace),
+        the network namespace is owned by a new user namespace with that map, pinned beside it."""
+        if idmap is not None:
+            return await userns.create_pod_netns(self.netns_dir, idmap)
         return await create_netns(self.netns_dir)
 
     async def remove_netns(self, path: str) -> None:
-        """Unpin and delete a namespace (idempotent)."""
+        """Unpin and delete a namespace, and a user namespace pinned with it (idempotent)."""
         if path:
-            await asyncio.to_thread(remove_netns, path)
+            await asyncio.to_thread(userns.remove_pod_netns_sync, path)
 
     async def setup(self, pod: state.PodSandbox) -> tuple[str, list[str]]:
         """CNI ADD for a pod; its IP and additional IPs."""

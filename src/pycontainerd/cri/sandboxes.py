@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from pycontainerd.api.k8s.cri.runtime.v1 import api_pb2 as api
 from pycontainerd.core.containers import AnyValue
 from pycontainerd.core.sandboxes import Sandbox
-from pycontainerd.cri import state
+from pycontainerd.cri import state, userns
 from pycontainerd.cri.spec import hostname_file, hosts_file, resolv_conf
 from pycontainerd.cri.specs import build_sandbox_spec
 from pycontainerd.errdefs import InvalidArgument, NotFound
@@ -87,7 +87,7 @@ async def run_pod_sandbox(svc: CRIService, request: api.RunPodSandboxRequest) ->
         svc.metadata.sandboxes.create(svc.ctx, record)
         undo.append(lambda: svc.metadata.sandboxes.delete(svc.ctx, sandbox_id))
         if not host_network(config):
-            pod.netns_path = await svc.network.create_netns()
+            pod.netns_path = await svc.network.create_netns(userns.pod_idmap(config))
             undo.append(lambda: svc.network.remove_netns(pod.netns_path))
             svc.save_sandbox(pod)
             undo.append(lambda: svc.network.teardown(pod))
@@ -96,7 +96,7 @@ async def run_pod_sandbox(svc: CRIService, request: api.RunPodSandboxRequest) ->
         files = await asyncio.to_thread(_make_sandbox_files, svc.sandbox_dir(sandbox_id), config)
         undo.append(lambda: asyncio.to_thread(remove_sandbox_files, svc.sandbox_dir(sandbox_id)))
         controller = svc.controller(pod.sandboxer)
-        async with _pause_rootfs(svc, sandbox_id) as (leased, snapshot, pause_args):
+        async with _pause_rootfs(svc, sandbox_id, config) as (leased, snapshot, pause_args):
             spec = build_sandbox_spec(svc, pod, files, pause_args)
             await controller.create(leased, sandbox_id, netns_path=pod.netns_path, spec=spec, snapshot=snapshot)
         undo.append(lambda: controller.shutdown(svc.ctx, sandbox_id))
@@ -122,7 +122,7 @@ async def run_pod_sandbox(svc: CRIService, request: api.RunPodSandboxRequest) ->
 
 @contextlib.asynccontextmanager
 async def _pause_rootfs(
-    svc: CRIService, sandbox_id: str
+    svc: CRIService, sandbox_id: str, pod_config: api.PodSandboxConfig
 ) -> AsyncIterator[tuple[RequestContext, tuple[str, str] | None, list[str]]]:
     """The pause rootfs: the built-in pause program, or a snapshot of ``sandbox_image`` (pulled
     when absent), prepared under a temporary lease until the pause container record holds it."""
@@ -146,7 +146,8 @@ async def _pause_rootfs(
         from pycontainerd.cri.containers import ensure_unpacked
 
         await ensure_unpacked(svc, leased, image.name, image.chain_id, name)
-        snapshotter.prepare(leased, sandbox_id, image.chain_id)
+        parent, labels = await userns.snapshot_parent(svc, leased, name, image.chain_id, pod_config)
+        snapshotter.prepare(leased, sandbox_id, parent, labels)
         try:
             yield leased, (name, sandbox_id), args
         except BaseException:

@@ -17,6 +17,7 @@ from pycontainerd.cri.spec import (
     sandbox_spec,
     update_resources,
 )
+from pycontainerd.cri.userns import pinned_userns
 
 if TYPE_CHECKING:
     from pycontainerd.api.k8s.cri.runtime.v1 import api_pb2 as api
@@ -95,6 +96,7 @@ def build_sandbox_spec(
         config=pod.config,
         image=ImageConfig(entrypoint=tuple(pause_args)),
         netns_path=pod.netns_path,
+        userns_path=pinned_userns(pod.netns_path),
         files=_files(files),
         options=_options(svc, pod.runtime_handler),
         pause_args=pause_args,

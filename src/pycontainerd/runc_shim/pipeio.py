@@ -124,11 +124,20 @@ class ProcessIO:
         self._output_tasks: list[asyncio.Task[None]] = []
 
     @classmethod
-    def open(cls, stdin: str, stdout: str, stderr: str) -> ProcessIO:
-        """Open the client's paths and make the pipes (nothing runs yet)."""
+    def open(cls, stdin: str, stdout: str, stderr: str, *, owner: tuple[int, int] | None = None) -> ProcessIO:
+        """Open the client's paths and make the pipes (nothing runs yet).
+
+        ``owner`` (the runc options' ``IoUid``/``IoGid``) gets the container's ends of the
+        pipes: a process in a user namespace can then reopen them (``/dev/stdout`` is
+        ``/proc/self/fd/1``), which a pipe owned by host root forbids.
+        """
         io = cls()
         try:
             io.stdio = Stdio(io._input(stdin), io._output(stdout), io._output(stderr))
+            if owner is not None and owner != (0, 0):
+                for fd in (io.stdio.stdin, io.stdio.stdout, io.stdio.stderr):
+                    if fd is not None and stat.S_ISFIFO(os.fstat(fd).st_mode):
+                        os.fchown(fd, *owner)
         except BaseException:
             io.abort()
             raise

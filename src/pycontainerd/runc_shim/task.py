@@ -26,6 +26,7 @@ from pycontainerd.api.containerd.types.task import task_pb2
 from pycontainerd.core.snapshots import Mount as CoreMount
 from pycontainerd.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from pycontainerd.runc_shim import checkpoint as cr
+from pycontainerd.runc_shim import idmounts
 from pycontainerd.runc_shim.cgroups_v2 import task_metrics
 from pycontainerd.runc_shim.console import Console, ConsoleSocket, resize
 from pycontainerd.runc_shim.oom import OOMWatcher
@@ -116,6 +117,8 @@ class Container:
     oom: OOMWatcher | None = None
     # Set while a task created from a checkpoint waits for Start, which runs `runc restore`.
     restore: CriuOptions | None = None
+    # Owner of the stdio pipes (runc options IoUid/IoGid: a user namespace's root).
+    io_owner: tuple[int, int] | None = None
 
     def process(self, exec_id: str) -> Process:
         if not exec_id:
@@ -224,10 +227,14 @@ class TaskService:
             raise AlreadyExists(f"container {req.id}")
         rootfs = os.path.join(req.bundle, "rootfs")
         binary, root, criu_work = "runc", self._runc_root, ""
+        io_owner: tuple[int, int] | None = None
         if req.HasField("options") and req.options.type_url.endswith(RUNC_OPTIONS):
             # containerd.runc.v1.Options: BinaryName picks another OCI runtime (crun, runsc...).
             opts = oci_pb2.Options.FromString(req.options.value)
             binary, root, criu_work = opts.binary_name or binary, opts.root or root, opts.criu_work_path
+            io_owner = (opts.io_uid, opts.io_gid) if opts.io_uid or opts.io_gid else None
+        elif req.HasField("options") and req.options.type_url.endswith(idmounts.LEGACY_CREATE_OPTIONS):
+            io_owner = idmounts.legacy_io_owner(req.options.value)
         runc = Runc(
             self._reaper,
             os.path.join(root, self._namespace),
@@ -244,8 +251,9 @@ class TaskService:
         pid, console, restore = 0, None, None
         io = ProcessIO() if req.terminal else None
         try:
+            await asyncio.to_thread(idmounts.prepare, req.bundle, binary)
             if io is None:
-                io = ProcessIO.open(req.stdin, req.stdout, req.stderr)
+                io = ProcessIO.open(req.stdin, req.stdout, req.stderr, owner=io_owner)
             if req.checkpoint:
                 # As the Go shim: nothing runs until Start, which restores (the task is "created", PID 0).
                 restore = cr.restore_options(req.checkpoint, req.bundle, criu_work)
@@ -263,11 +271,12 @@ class TaskService:
         except BaseException:
             if io is not None:
                 io.abort()
+            await asyncio.to_thread(idmounts.release, req.bundle)
             if mounted:
                 await asyncio.to_thread(unmount_rootfs, rootfs)
             raise
         init = Process(req.id, pid=pid, stdin=req.stdin, stdout=req.stdout, stderr=req.stderr, terminal=req.terminal)
-        c = Container(req.id, req.bundle, runc, init, rootfs_mounted=mounted, restore=restore)
+        c = Container(req.id, req.bundle, runc, init, rootfs_mounted=mounted, restore=restore, io_owner=io_owner)
         c.ios[""] = io
         if pid:
             self._watch_oom(c)
@@ -337,7 +346,7 @@ class TaskService:
             return pb.StartResponse(pid=proc.pid)
         if c.init.state is not State.RUNNING:
             raise FailedPrecondition(f"container {req.id} is not running")
-        io = ProcessIO() if proc.terminal else ProcessIO.open(proc.stdin, proc.stdout, proc.stderr)
+        io = ProcessIO() if proc.terminal else ProcessIO.open(proc.stdin, proc.stdout, proc.stderr, owner=c.io_owner)
         pid_file = os.path.join(c.bundle, f"{req.exec_id}.pid")
         spec = c.exec_specs[req.exec_id]
         stdio = io.stdio
@@ -438,6 +447,7 @@ class TaskService:
             # After `checkpoint --exit` (or a restore that never ran) runc has nothing left to delete.
             with contextlib.suppress(NotFound):
                 await c.runc.delete(req.id, force=True)
+            await asyncio.to_thread(idmounts.release, c.bundle)
             if c.rootfs_mounted:
                 await asyncio.to_thread(unmount_rootfs, os.path.join(c.bundle, "rootfs"))
             proc.transition(Event.DELETE)

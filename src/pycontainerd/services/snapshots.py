@@ -1,4 +1,10 @@
-"""``containerd.services.snapshots.v1.Snapshots``: every loaded snapshotter, by name."""
+"""``containerd.services.snapshots.v1.Snapshots``: every loaded snapshotter, by name.
+
+Mounts leave this API without ``uidmap=``/``gidmap=`` options: clients of containerd 1.6 mount
+snapshots themselves (``ctr run`` reads the rootfs's /etc/group) and their mount code passes
+unknown options to the kernel, which refuses them. The ID mapping is applied where the rootfs
+is mounted for the container: :func:`task_rootfs` gives it back to the mounts of a new task.
+"""
 
 from __future__ import annotations
 
@@ -10,19 +16,22 @@ from pycontainerd.api.containerd.services.snapshots.v1 import snapshots_pb2 as p
 from pycontainerd.api.containerd.services.snapshots.v1 import snapshots_pb2_grpc as pb_grpc
 from pycontainerd.api.containerd.types import mount_pb2
 from pycontainerd.core.snapshots import Info, Kind, Mount
-from pycontainerd.errdefs import InvalidArgument
+from pycontainerd.errdefs import FailedPrecondition, InvalidArgument, NotFound
 from pycontainerd.plugin import types
 from pycontainerd.plugin.registration import InitContext, Registration
 from pycontainerd.services._context import request_context
 from pycontainerd.services._convert import mask_paths, timestamp
+from pycontainerd.snapshots.mount import split_idmap_options
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Sequence
 
     import grpc
 
+    from pycontainerd.core.containers import Container
     from pycontainerd.metadata.plugin import Metadata
     from pycontainerd.metadata.snapshots import NamespacedSnapshotter
+    from pycontainerd.namespaces import RequestContext
 
 LIST_BATCH = 100
 
@@ -30,6 +39,28 @@ LIST_BATCH = 100
 def mount_to_pb(m: Mount) -> mount_pb2.Mount:
     """Core mount to protobuf."""
     return mount_pb2.Mount(type=m.type, source=m.source, target=m.target, options=list(m.options))
+
+
+def client_mounts(mounts: Sequence[Mount]) -> list[mount_pb2.Mount]:
+    """Mounts as this API hands them out: without the ID-mapping options (see the module doc)."""
+    return [mount_to_pb(Mount(m.type, m.source, split_idmap_options(m.options)[2], m.target)) for m in mounts]
+
+
+def task_rootfs(
+    metadata: Metadata, ctx: RequestContext, container: Container, rootfs: list[mount_pb2.Mount]
+) -> list[mount_pb2.Mount]:
+    """The rootfs mounts a new task gets: ``rootfs`` as the client sent it, unless it is the
+    container's snapshot as this API showed it, which then gets its ID-mapping options back."""
+    snapshotter = metadata.snapshotters.get(container.snapshotter) if container.snapshot_key else None
+    if snapshotter is None or not rootfs:
+        return rootfs
+    try:
+        own = snapshotter.mounts(ctx, container.snapshot_key)
+    except (NotFound, FailedPrecondition):
+        return rootfs
+    if all(split_idmap_options(m.options)[2] == tuple(m.options) for m in own):
+        return rootfs
+    return [mount_to_pb(m) for m in own] if client_mounts(own) == rootfs else rootfs
 
 
 def info_to_pb(info: Info) -> pb.Info:
@@ -63,16 +94,16 @@ class SnapshotsService(pb_grpc.SnapshotsServicer):
     async def Prepare(self, request: pb.PrepareSnapshotRequest, context: Any) -> pb.PrepareSnapshotResponse:
         ss = self._get(request.snapshotter)
         mounts = ss.prepare(request_context(context), request.key, request.parent, dict(request.labels))
-        return pb.PrepareSnapshotResponse(mounts=[mount_to_pb(m) for m in mounts])
+        return pb.PrepareSnapshotResponse(mounts=client_mounts(mounts))
 
     async def View(self, request: pb.ViewSnapshotRequest, context: Any) -> pb.ViewSnapshotResponse:
         ss = self._get(request.snapshotter)
         mounts = ss.view(request_context(context), request.key, request.parent, dict(request.labels))
-        return pb.ViewSnapshotResponse(mounts=[mount_to_pb(m) for m in mounts])
+        return pb.ViewSnapshotResponse(mounts=client_mounts(mounts))
 
     async def Mounts(self, request: pb.MountsRequest, context: Any) -> pb.MountsResponse:
         mounts = self._get(request.snapshotter).mounts(request_context(context), request.key)
-        return pb.MountsResponse(mounts=[mount_to_pb(m) for m in mounts])
+        return pb.MountsResponse(mounts=client_mounts(mounts))
 
     async def Commit(self, request: pb.CommitSnapshotRequest, context: Any) -> empty_pb2.Empty:
         self._get(request.snapshotter).commit(request_context(context), request.name, request.key, dict(request.labels))

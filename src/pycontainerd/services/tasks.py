@@ -30,6 +30,7 @@ from pycontainerd.plugin import types
 from pycontainerd.plugin.registration import InitContext, Registration
 from pycontainerd.services._context import request_context
 from pycontainerd.services._convert import timestamp
+from pycontainerd.services.snapshots import task_rootfs
 
 if TYPE_CHECKING:
     import grpc
@@ -170,7 +171,7 @@ class TasksService(pb_grpc.TasksServicer):
             task = await self._manager.create(
                 ctx,
                 container,
-                rootfs=list(request.rootfs),
+                rootfs=task_rootfs(self._metadata, ctx, container, list(request.rootfs)),
                 stdin=request.stdin,
                 stdout=request.stdout,
                 stderr=request.stderr,

@@ -15,6 +15,11 @@ The ``loop`` option (block-file snapshotters: ``ext4`` images) is handled here a
 does: the source file is attached to a loop device with autoclear (see :mod:`.loopdev`), that
 device is mounted, and the kernel detaches it when the mount goes. ``direct-io`` next to
 ``loop`` sets direct I/O on the device instead of reaching the filesystem.
+
+``uidmap=`` and ``gidmap=`` (both, or neither) ask for an ID-mapped mount, as containerd's
+``core/mount`` does (see :mod:`.idmap`): an overlay gets ID-mapped clones of its lowerdirs,
+attached under a temporary ``.idmap-*`` directory beside the target only while the overlay is
+being mounted; any other mount is made, then an ID-mapped clone of it is stacked on the target.
 """
 
 from __future__ import annotations
@@ -23,11 +28,13 @@ import ctypes
 import errno
 import os
 import posixpath
+import tempfile
 import threading
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from pycontainerd.snapshots import loopdev
+from pycontainerd.errdefs import InvalidArgument
+from pycontainerd.snapshots import idmap, loopdev
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -200,13 +207,115 @@ def _too_long(options: Sequence[str]) -> bool:
     return sum(len(o) + 1 for o in options) >= PAGE_SIZE - _COMPACT_MARGIN
 
 
-def mount(m: Mount, target: str | os.PathLike[str]) -> None:
-    """Mount ``m`` on ``target`` (an existing directory).
+def split_idmap_options(options: Sequence[str]) -> tuple[str, str, tuple[str, ...]]:
+    """``(uidmap, gidmap, other options)``: the values of ``uidmap=``/``gidmap=`` ("" when absent)."""
+    uidmap = gidmap = ""
+    rest = []
+    for opt in options:
+        if opt.startswith("uidmap="):
+            uidmap = opt[len("uidmap=") :]
+        elif opt.startswith("gidmap="):
+            gidmap = opt[len("gidmap=") :]
+        else:
+            rest.append(opt)
+    return uidmap, gidmap, tuple(rest)
+
+
+def mount(m: Mount, target: str | os.PathLike[str]) -> int:
+    """Mount ``m`` on ``target`` (an existing directory); returns how many mounts it stacked there.
 
     Raises:
         OSError: the syscall failed (``errno`` set; the message names source, target, options).
+            A ``uidmap=`` without ``gidmap=`` (or the reverse) is EINVAL.
     """
     target = os.path.abspath(target)  # before any chdir
+    uidmap, gidmap, options = split_idmap_options(m.options)
+    if uidmap or gidmap:
+        try:
+            mapping = idmap.IDMap.parse(uidmap, gidmap)
+        except InvalidArgument as exc:
+            raise OSError(errno.EINVAL, f"{m.type} mount on {target!r}: {exc.message}") from exc
+        return _mount_idmapped(replace(m, options=options), target, mapping)
+    _mount_plain(m, target)
+    return 1
+
+
+def _mount_idmapped(m: Mount, target: str, mapping: idmap.IDMap) -> int:
+    userns = idmap.userns_fd(mapping)
+    try:
+        if m.type == "overlay":
+            _mount_idmapped_overlay(m, target, userns)
+            return 1
+        _mount_plain(m, target)
+        try:
+            idmap.idmap_in_place(target, userns)
+        except BaseException:
+            unmount(target, lazy=True)
+            raise
+        return 2
+    finally:
+        os.close(userns)
+
+
+def _mapped_dirs(dirs: list[str], temp: str, userns: int, attached: list[str]) -> list[str]:
+    """Attach ID-mapped read-only clones of ``dirs`` under ``temp``; their paths, in order.
+
+    One clone of the common directory serves all of them when they share one (a snapshotter's
+    ``snapshots/``); otherwise each gets its own clone. Attached points go to ``attached``.
+    """
+    common = posixpath.commonpath(dirs) if len(dirs) > 1 else posixpath.dirname(dirs[0])
+    if common in dirs:
+        common = posixpath.dirname(common)
+    shared = common not in ("", "/")
+    if shared:
+        groups = [(common, temp)]
+    else:
+        groups = [(d, f"{temp}/{i}") for i, d in enumerate(dirs)]
+        for _, point in groups:
+            os.mkdir(point, 0o700)
+    for source, point in groups:
+        # Not recursive: a lowerdir is a directory of the snapshotter's own filesystem.
+        fd = idmap.clone_idmapped(source, userns, read_only=True, recursive=False)
+        try:
+            idmap.attach(fd, point)
+        finally:
+            os.close(fd)
+        attached.append(point)
+    if shared:
+        return [posixpath.join(temp, posixpath.relpath(d, common)) for d in dirs]
+    return [point for _, point in groups]
+
+
+def _mount_idmapped_overlay(m: Mount, target: str, userns: int) -> None:
+    idx = _lowerdir_index(m.options)
+    if idx < 0:
+        raise OSError(errno.EINVAL, f"ID-mapped overlay on {target!r} needs a lowerdir option")
+    dirs = m.options[idx][len("lowerdir=") :].split(":")
+    dirs = [posixpath.normpath(posixpath.join(m.chdir, d)) if m.chdir else d for d in dirs]
+    if not all(posixpath.isabs(d) for d in dirs):
+        raise OSError(errno.EINVAL, f"ID-mapped overlay on {target!r}: lowerdirs must be absolute")
+    # Beside the target: a bundle's rootfs gets it inside the bundle, whose removal unmounts
+    # whatever a crash between attach and detach could leave.
+    temp = tempfile.mkdtemp(prefix=".idmap-", dir=posixpath.dirname(target))
+    attached: list[str] = []
+    try:
+        mapped = _mapped_dirs(dirs, temp, userns, attached)
+        options = (*m.options[:idx], *m.options[idx + 1 :], "lowerdir=" + ":".join(mapped))
+        _mount_plain(replace(m, options=options, chdir=""), target)
+    finally:
+        # overlayfs holds private clones of its layers: the temporary mounts can go now.
+        for point in reversed(attached):
+            try:
+                unmount(point)
+            except OSError:
+                unmount(point, lazy=True)
+        for point in reversed(attached):
+            if point != temp:
+                os.rmdir(point)
+        os.rmdir(temp)
+
+
+def _mount_plain(m: Mount, target: str) -> None:
     if m.type == "overlay" and _too_long(m.options):
         m = compact_lowerdir(m)
     loop, direct_io, options = split_loop_options(m.options)
@@ -250,8 +359,7 @@ def mount_all(mounts: Sequence[Mount], target: str | os.PathLike[str]) -> None:
     done = 0
     try:
         for m in mounts:
-            mount(m, target)
-            done += 1
+            done += mount(m, target)
     except BaseException:
         for _ in range(done):
             unmount(target, lazy=True)

@@ -13,6 +13,14 @@ ACTIVE with parents -> ``overlay`` with ``workdir``, ``upperdir`` and ``lowerdir
 parents' ``fs``, closest first); VIEW of one parent -> a read-only bind of that parent's
 ``fs``; VIEW of several -> ``overlay`` with ``lowerdir`` only. Paths are always absolute;
 :mod:`pycontainerd.snapshots.mount` compacts a lowerdir that would overflow a page.
+
+User namespaces (containerd's ``remap-ids``): a snapshot labelled with
+``containerd.io/snapshot/uidmapping``/``gidmapping`` gets its own ``fs`` owned by the mapped
+root, so the container's root can write its upper layer, and, when ID-mapped mounts work here
+(``remap_ids``), its overlay (or read-only bind of a parent) carries ``uidmap=``/``gidmap=``
+options: the mount code then shows the shared parent layers through ID-mapped mounts, owned by
+the mapped IDs, without changing them on disk. A parentless writable snapshot is a bind of
+its own ``fs`` and gets no mapping: it is stored with host IDs already.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from pycontainerd.core.snapshots import Info, Kind, Mount
 from pycontainerd.errdefs import InvalidArgument
 from pycontainerd.snapshots import mount as mounting
 from pycontainerd.snapshots.base import MetastoreSnapshotter
+from pycontainerd.snapshots.idmap import CAPABILITY_ONLY_REMAP_IDS, CAPABILITY_REMAP_IDS, IDMap
 from pycontainerd.snapshots.storage import (
     Snapshot,
     remove_tree,
@@ -104,14 +113,34 @@ class OverlaySnapshotter(MetastoreSnapshotter):
             or ``,``, which would break the overlay option string.
         upperdir_label: report each snapshot's ``fs`` path as the label :data:`UPPERDIR_LABEL`.
         mount_options: extra options for overlay mounts (never for bind mounts).
+        remap_ids: honour the ID mapping labels with ``uidmap=``/``gidmap=`` mount options
+            (ID-mapped lower layers); only where :func:`pycontainerd.snapshots.idmap.unsupported_reason`
+            says ID-mapped mounts work.
+        slow_chown: let clients fall back to chown-remapped copies of the layers when
+            ``remap_ids`` is off (otherwise :attr:`capabilities` says ``only-remap-ids``).
     """
 
-    def __init__(self, root: str | Path, *, upperdir_label: bool = False, mount_options: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        upperdir_label: bool = False,
+        mount_options: Sequence[str] = (),
+        remap_ids: bool = False,
+        slow_chown: bool = False,
+    ) -> None:
         root = Path(root).absolute()
         if ":" in str(root) or "," in str(root):
             raise InvalidArgument(f"overlay snapshotter root {root} must not contain ':' or ','")
         super().__init__(root)
         self._upperdir_label = upperdir_label
+        self.remap_ids = remap_ids
+        # containerd's: remap-ids when the layers can be ID-mapped here (clients then send the
+        # mapping labels and nothing else), only-remap-ids unless chown copies are allowed.
+        self.capabilities: tuple[str, ...] = (
+            *((CAPABILITY_REMAP_IDS,) if remap_ids else ()),
+            *(() if slow_chown else (CAPABILITY_ONLY_REMAP_IDS,)),
+        )
         self.options: tuple[str, ...] = tuple(default_mount_options(self.root, mount_options))
 
     # -- paths and mounts ---------------------------------------------------------------
@@ -135,14 +164,16 @@ class OverlaySnapshotter(MetastoreSnapshotter):
         if not s.parent_ids:
             # overlayfs needs at least one lowerdir: a single layer is a plain bind mount.
             return [Mount("bind", self._upper(s.id), ("ro" if s.kind == Kind.VIEW else "rw", "rbind"))]
+        mapping = IDMap.from_labels(s.labels) if self.remap_ids else None
+        idmapped = mapping.mount_options() if mapping is not None else ()
         options: list[str] = []
         if s.kind == Kind.ACTIVE:
             options += [f"workdir={self._work(s.id)}", f"upperdir={self._upper(s.id)}"]
         elif len(s.parent_ids) == 1:
-            return [Mount("bind", self._upper(s.parent_ids[0]), ("ro", "rbind"))]
+            return [Mount("bind", self._upper(s.parent_ids[0]), ("ro", "rbind", *idmapped))]
         options.append("lowerdir=" + ":".join(self._upper(p) for p in s.parent_ids))
         options += self.options
-        return [Mount("overlay", "overlay", tuple(options))]
+        return [Mount("overlay", "overlay", (*options, *idmapped))]
 
     # -- reading ------------------------------------------------------------------------
 
@@ -184,12 +215,18 @@ class OverlaySnapshotter(MetastoreSnapshotter):
                         os.mkdir(f"{tmp}/work")
                         os.chmod(f"{tmp}/work", 0o711)
                     snapshot = tx.create(kind, key, parent, labels)
-                    if snapshot.parent_ids:
+                    mapping = IDMap.from_labels(snapshot.labels)
+                    owner: tuple[int, int] | None = None
+                    if mapping is not None:
+                        # The container's root owns its upper layer (the mapped root on disk).
+                        owner = mapping.root_pair()
+                    elif snapshot.parent_ids:
                         # The new layer's root starts owned like the parent's root, as in containerd.
                         want = os.stat(self._upper(snapshot.parent_ids[0]))
-                        have = os.stat(f"{tmp}/fs")
-                        if (have.st_uid, have.st_gid) != (want.st_uid, want.st_gid):
-                            os.lchown(f"{tmp}/fs", want.st_uid, want.st_gid)
+                        owner = (want.st_uid, want.st_gid)
+                    have = os.stat(f"{tmp}/fs")
+                    if owner is not None and (have.st_uid, have.st_gid) != owner:
+                        os.lchown(f"{tmp}/fs", *owner)
                     final = f"{self._snapshots}/{snapshot.id}"
                     os.rename(tmp, final)
                 except BaseException:

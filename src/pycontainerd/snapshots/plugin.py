@@ -9,17 +9,20 @@ docs/snapshotters.md.
 
 from __future__ import annotations
 
+import logging
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pycontainerd.plugin import types
 from pycontainerd.plugin.registration import InitContext, Registration, SkipPlugin
-from pycontainerd.snapshots import blockfile, btrfs, loopdev
+from pycontainerd.snapshots import blockfile, btrfs, idmap, loopdev
 from pycontainerd.snapshots.blockfile import BlockfileSnapshotter
 from pycontainerd.snapshots.btrfs import BtrfsSnapshotter
 from pycontainerd.snapshots.native import NativeSnapshotter
 from pycontainerd.snapshots.overlay import OverlaySnapshotter, unsupported_reason
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -42,7 +45,9 @@ class OverlayConfig:
     """Accepted for compatibility. Removal is always synchronous here: backend snapshots are
     only removed by garbage collection, which already runs in the background."""
     slow_chown: bool = False
-    """Accepted for compatibility; ID-remapped snapshots are not supported yet."""
+    """Let clients fall back to chown-remapped copies of the layers for containers with a user
+    namespace when ID-mapped mounts do not work here (slow, and a full copy of the image per
+    mapping). Off: the plugin advertises ``only-remap-ids`` and such clients fail instead."""
     mount_options: list[str] = field(default_factory=list)
     """Extra options for overlay mounts (not for bind mounts)."""
 
@@ -100,9 +105,17 @@ def _init_overlay(ctx: InitContext) -> OverlaySnapshotter:
     reason = unsupported_reason(root)
     if reason is not None:
         raise SkipPlugin(reason)
+    no_idmap = idmap.unsupported_reason(root)
+    if no_idmap is not None:
+        log.info("overlayfs: no ID-mapped mounts under %s (%s): user namespaces need slow_chown", root, no_idmap)
     snapshotter = OverlaySnapshotter(
-        root, upperdir_label=config.upperdir_label, mount_options=tuple(config.mount_options)
+        root,
+        upperdir_label=config.upperdir_label,
+        mount_options=tuple(config.mount_options),
+        remap_ids=no_idmap is None,
+        slow_chown=config.slow_chown,
     )
+    ctx.capabilities.extend(snapshotter.capabilities)
     ctx.on_close.append(snapshotter.close)
     return snapshotter
 

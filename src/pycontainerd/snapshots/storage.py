@@ -28,7 +28,7 @@ import stat
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from pycontainerd.core.snapshots import Info, Kind, Usage
@@ -81,11 +81,13 @@ class Snapshot:
         id: the snapshot's own ID (its directory is ``snapshots/<id>``).
         kind: ACTIVE or VIEW.
         parent_ids: IDs of the parent chain, closest parent first.
+        labels: the snapshot's labels (e.g. the ID mappings an overlay mount is made with).
     """
 
     id: int
     kind: Kind
     parent_ids: tuple[int, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +136,7 @@ class Tx:
         record = self.get(key)
         if record.info.kind not in (Kind.ACTIVE, Kind.VIEW):
             raise FailedPrecondition(f"snapshot {key} is not active or view")
-        return Snapshot(record.id, record.info.kind, self.parent_chain(record.id)[1:])
+        return Snapshot(record.id, record.info.kind, self.parent_chain(record.id)[1:], record.info.labels)
 
     def create(self, kind: Kind, key: str, parent: str = "", labels: Mapping[str, str] | None = None) -> Snapshot:
         """Record a new ACTIVE snapshot or VIEW on top of the committed ``parent``."""
@@ -160,7 +162,7 @@ class Tx:
         id_ = cur.lastrowid
         assert id_ is not None
         parents = self.parent_chain(parent_id) if parent_id is not None else ()
-        return Snapshot(id_, kind, parents)
+        return Snapshot(id_, kind, parents, json.loads(_dump_labels(labels or {})))
 
     def update(self, info: Info, fieldpaths: Sequence[str] = ()) -> Info:
         """Change the labels of ``info.name`` (the only mutable field); returns the new Info.

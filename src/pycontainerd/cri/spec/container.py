@@ -206,6 +206,16 @@ def _namespaces(
     pod_nsopts = sandbox_config.linux.security_context.namespace_options
     if not namespaces.same_userns(pod_nsopts, nsopts):
         raise InvalidArgument("user namespace config for sandbox is different from container")
-    if pod_nsopts.network == api.NODE and userns is not None and nsopts.userns_options.mode == api.POD:
+    pod_userns = userns is not None and nsopts.userns_options.mode == api.POD
+    host_network_userns = pod_nsopts.network == api.NODE and pod_userns
+    if host_network_userns:
         namespaces.bind_host_sys(spec)
     namespaces.join_pod_namespaces(spec, nsopts, sandbox_pid=sandbox_pid, target_pid=pid_owner, userns=userns)
+    if pod_userns:
+        # runc before 1.2 enters the pod's user namespace first and may then no longer join a
+        # namespace the initial user namespace owns. Those the pause process shares with the host
+        # are left out instead: the container stays in the host's, the same ones.
+        shared = {"network": pod_nsopts.network, "uts": pod_nsopts.network, "ipc": nsopts.ipc, "pid": nsopts.pid}
+        for kind, mode in shared.items():
+            if mode == api.NODE:
+                oci.without_namespace(spec, kind)

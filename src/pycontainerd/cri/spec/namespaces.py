@@ -126,15 +126,12 @@ def bind_host_sys(spec: dict[str, Any]) -> None:
     A user namespace cannot mount sysfs for a network namespace it does not own, which is the
     case with host networking.
     """
-    spec["mounts"] = [m for m in spec["mounts"] if m["destination"] != "/sys"]
-    spec["mounts"].append(
-        {
-            "destination": "/sys",
-            "type": "bind",
-            "source": "/sys",
-            "options": ["rbind", "rro", "nosuid", "nodev", "noexec"],
-        }
-    )
+    options = ["rbind", "rro", "nosuid", "nodev", "noexec"]
+    bind = {"destination": "/sys", "type": "bind", "source": "/sys", "options": options}
+    mounts = spec["mounts"]
+    at = next((i for i, m in enumerate(mounts) if m["destination"] == "/sys"), len(mounts))
+    # In the place of sysfs: mounts below /sys (the cgroup filesystem) must come after it.
+    spec["mounts"] = [*mounts[:at], bind, *(m for m in mounts[at:] if m["destination"] != "/sys")]
 
 
 def check_sysctls(sysctls: dict[str, str], *, host_network: bool, host_ipc: bool) -> None:

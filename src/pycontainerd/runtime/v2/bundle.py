@@ -10,10 +10,18 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pycontainerd import identifiers
+from pycontainerd.core.snapshots import Mount
 from pycontainerd.errdefs import AlreadyExists, InvalidArgument
+from pycontainerd.runtime.v2.config import PYRUNC_SHIM
 from pycontainerd.snapshots import mount as mounting
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from pycontainerd.api.containerd.types import mount_pb2
 
 log = logging.getLogger(__name__)
 MOUNTINFO = Path("/proc/self/mountinfo")
@@ -138,6 +146,7 @@ def new_bundle(state_root: Path, root: Path, namespace: str, task_id: str, spec:
         raise AlreadyExists(f"bundle {path}") from exc
     bundle = Bundle(task_id, namespace, path, work)
     try:
+        _share_with_userns(path, spec)
         bundle.rootfs.mkdir(mode=0o711)
         work.parent.mkdir(parents=True, exist_ok=True, mode=0o711)
         shutil.rmtree(work, ignore_errors=True)
@@ -150,6 +159,35 @@ def new_bundle(state_root: Path, root: Path, namespace: str, task_id: str, spec:
         bundle.delete()
         raise
     return bundle
+
+
+def _share_with_userns(path: Path, spec: bytes | None) -> None:
+    """Let a container with a user namespace reach its rootfs: the bundle (0700) gets the
+    mapped root's group and mode 0710, as containerd's ``prepareBundleDirectoryPermissions``."""
+    if not spec:
+        return
+    try:
+        linux = json.loads(spec).get("linux") or {}
+        gid = next((int(m["hostID"]) for m in linux.get("gidMappings") or [] if int(m["containerID"]) == 0), 0)
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return  # not an OCI spec we can read: the runtime will say what is wrong with it
+    if gid:
+        os.chown(path, -1, gid)
+        os.chmod(path, 0o710)
+
+
+def premount_idmapped(bundle: Bundle, shim_binary: str, rootfs: Sequence[mount_pb2.Mount]) -> bool:
+    """Mount ``rootfs`` on the bundle's rootfs here when it asks for ID-mapped mounts
+    (``uidmap=``/``gidmap=``) and the shim is not ours: shims of containerd 1.6 hand those
+    options to the kernel, which refuses them. The shim is then given no rootfs mounts and
+    uses the directory as it is; removing the bundle unmounts it. Returns whether it mounted.
+    """
+    if os.path.basename(shim_binary) == PYRUNC_SHIM:
+        return False
+    if all(mounting.split_idmap_options(m.options)[2] == tuple(m.options) for m in rootfs):
+        return False
+    mounting.mount_all([Mount(m.type, m.source, tuple(m.options), m.target) for m in rootfs], bundle.rootfs)
+    return True
 
 
 def load_bundles(state_root: Path, root: Path) -> list[Bundle]:

@@ -161,6 +161,8 @@ class TaskManager:
             shim_log: ShimLog | None = None
             client: ShimClient | None = None
             try:
+                if await asyncio.to_thread(bundles.premount_idmapped, bundle, binary, rootfs):
+                    rootfs = ()
                 shim_log = ShimLog(bundle)
                 boot = await start_shim(
                     binary,
