@@ -613,6 +613,59 @@ def w_pod_start(daemons: list[Daemon], runs: int) -> Result:
             d.cri = ""
 
 
+WASM_REF = "docker.io/library/wasm-demo:bench"
+WASM_RUNTIME = "io.containerd.wasmtime.v1"
+
+
+def w_wasm_start(daemons: list[Daemon], runs: int) -> Result:
+    """A wasm task (containerd-shim-wasmtime-v1, the demo module of pycontainerd.tools.wasm
+    printing one line) next to a runc container (busybox ``true``; Debian's Go shim, and our
+    pyrunc shim), on both daemons: ``run`` is ``ctr run --rm`` end to end, ``start`` is
+    ``ctr tasks start -d`` of a container created beforehand (shim start + Create + Start)."""
+    wasm_image = Path("/tmp/bench-wasm.tar")
+    if not wasm_image.exists():
+        subprocess.run(
+            [sys.executable, "-m", "pycontainerd.tools.wasm", str(wasm_image), "--ref", WASM_REF],
+            check=True,
+            capture_output=True,
+            cwd=REPO,
+        )
+    busybox = _image(Path("/tmp/bench-busybox.tar"))
+    kinds = {
+        "wasm": (WASM_REF, {d.name: WASM_RUNTIME for d in daemons}, ["/app.wasm"]),
+        "runc Go shim": ("docker.io/library/busybox:bench", GO_SHIM, ["true"]),
+        "runc pyrunc": ("docker.io/library/busybox:bench", PYSHIM, ["true"]),
+    }
+    cache = Path(tempfile.mkdtemp(prefix="bench-wasm-cache-", dir="/tmp"))
+    os.environ["PYCONTAINERD_WASM_CACHE"] = str(cache)  # the shims inherit it from the daemons
+    out: Result = {f"{d.name} {kind} {what}": [] for kind in kinds for what in ("run", "start") for d in daemons}
+    try:
+        for d in daemons:
+            d.reset()
+            d.start()
+            for image in (wasm_image, busybox):
+                assert d.ctr("images", "import", str(image)).returncode == 0
+        for i in range(runs * 4):
+            for kind, (ref, runtimes, args) in kinds.items():
+                for d in daemons:
+                    t0 = time.perf_counter()
+                    res = d.ctr("run", "--rm", "--runtime", runtimes[d.name], ref, f"w{i}", *args)
+                    out[f"{d.name} {kind} run"].append(time.perf_counter() - t0)
+                    assert res.returncode == 0, res.stderr
+                    cid = f"s{i}"
+                    assert d.ctr("containers", "create", "--runtime", runtimes[d.name], ref, cid, *args).returncode == 0
+                    t0 = time.perf_counter()
+                    res = d.ctr("tasks", "start", "-d", cid)
+                    out[f"{d.name} {kind} start"].append(time.perf_counter() - t0)
+                    assert res.returncode == 0, res.stderr
+                    d.ctr("tasks", "rm", "-f", cid)
+                    d.ctr("containers", "rm", cid)
+    finally:
+        os.environ.pop("PYCONTAINERD_WASM_CACHE", None)
+        shutil.rmtree(cache, ignore_errors=True)
+    return out
+
+
 WORKLOADS: dict[str, tuple[str, str, Callable[[list[Daemon], int], Result]]] = {
     "startup": ("daemon start-up (exec until ctr version answers)", "s", w_startup),
     "version": ("ctr version latency", "s", w_version),
@@ -638,6 +691,7 @@ WORKLOADS: dict[str, tuple[str, str, Callable[[list[Daemon], int], Result]]] = {
     "shim-memory": ("shim memory, 10 detached containers", "MiB", lambda d, r: w_shim_memory(d, r)),
     "pod-memory": ("shim memory (PSS) of a pod of 5 containers", "MiB", w_pod_memory),
     "pod-start": ("CRI pod start: RunPodSandbox + CreateContainer + StartContainer", "s", w_pod_start),
+    "wasm-start": ("wasm task (io.containerd.wasmtime.v1) vs runc container: run --rm and start", "s", w_wasm_start),
 }
 
 

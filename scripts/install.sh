@@ -52,7 +52,7 @@ fi
 # and shim start would otherwise recompile the package from source (measured: 0.54 s -> 0.23 s).
 .venv/bin/python -m compileall -q -j 0 src >/dev/null
 # Put the commands on PATH for interactive use.
-for cmd in pycontainerd pyctr containerd-shim-pyrunc-v2; do
+for cmd in pycontainerd pyctr containerd-shim-pyrunc-v2 containerd-shim-wasmtime-v1; do
   ln -sf "$PWD/.venv/bin/$cmd" "/usr/local/bin/$cmd"
 done
 # The sandboxes' pause program: a tiny static binary, built here rather than downloaded.

@@ -13,7 +13,7 @@ import logging
 import os
 import signal
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from google.protobuf import empty_pb2
 
@@ -29,6 +29,8 @@ from pycontainerd.ttrpc.client import Client
 from pycontainerd.ttrpc.server import Server
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Coroutine
+
     from google.protobuf.message import Message
 
     from pycontainerd.api.containerd.types import event_pb2
@@ -133,23 +135,33 @@ def _redirect_output(bundle: str) -> None:
 
 
 def run_server(
-    path: str, namespace: str, ttrpc_address: str, bundle: str, debug: bool, ready_fd: int, protocol: str = "ttrpc"
+    path: str,
+    namespace: str,
+    ttrpc_address: str,
+    bundle: str,
+    debug: bool,
+    ready_fd: int,
+    protocol: str = "ttrpc",
+    serve_fn: Callable[[str, str, str, int, str], Coroutine[Any, Any, None]] | None = None,
 ) -> int:
     """Body of a freshly forked shim: detach, log to the bundle's FIFO, serve; returns an exit code."""
     os.setsid()
     _redirect_output(bundle)
     logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, stream=sys.stderr)
     try:
-        asyncio.run(serve(path, namespace, ttrpc_address, ready_fd, protocol))
+        asyncio.run((serve_fn or serve)(path, namespace, ttrpc_address, ready_fd, protocol))
     except BaseException:
         log.exception("shim failed")
         return 1
     return 0
 
 
-def fork_shim(request: dict[str, object]) -> dict[str, object]:
+def fork_shim(
+    request: dict[str, object],
+    serve_fn: Callable[[str, str, str, int, str], Coroutine[Any, Any, None]] | None = None,
+) -> dict[str, object]:
     """Start a detached shim for ``request`` (bundle, path, namespace, ttrpc_address, debug, env,
-    protocol).
+    protocol); ``serve_fn`` is the shim's body (default: this runc shim's :func:`serve`).
 
     Forks twice so the shim is nobody's child (like a daemonised Go shim) and waits until it
     listens; returns ``{"ok": True, "pid": ..., "protocol": ...}`` or ``{"ok": False, "error": ...}``.
@@ -176,6 +188,7 @@ def fork_shim(request: dict[str, object]) -> dict[str, object]:
                     bool(request.get("debug")),
                     write_fd,
                     protocol,
+                    serve_fn,
                 )
             finally:
                 os._exit(code)

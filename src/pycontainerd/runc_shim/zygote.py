@@ -16,17 +16,22 @@ import json
 import os
 import socket
 import sys
+from typing import TYPE_CHECKING, Any
 
 # Pre-import everything a shim needs, so forked children start serving at once.
 from pycontainerd.runc_shim import server
 from pycontainerd.runc_shim.zygote_client import SOCKET
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 IDLE_EXIT = 60.0
 READY_TIMEOUT = 10.0
 
 
-def serve_forever(path: str = SOCKET) -> None:
-    """Accept fork requests until idle for :data:`IDLE_EXIT` seconds."""
+def serve_forever(path: str = SOCKET, fork: Callable[[dict[str, Any]], dict[str, object]] | None = None) -> None:
+    """Accept fork requests until idle for :data:`IDLE_EXIT` seconds; ``fork`` starts one shim
+    (default: this runc shim's ``server.fork_shim``; the wasm shim's template passes its own)."""
     os.makedirs(os.path.dirname(path), mode=0o711, exist_ok=True)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     tmp = f"{path}.{os.getpid()}"
@@ -49,7 +54,7 @@ def serve_forever(path: str = SOCKET) -> None:
                     if request.get("quit"):
                         conn.sendall(b'{"ok": true}\n')
                         return
-                    reply = server.fork_shim(request)
+                    reply = (fork or server.fork_shim)(request)
                 except Exception as exc:
                     reply = {"ok": False, "error": str(exc)}
                 conn.sendall(json.dumps(reply).encode() + b"\n")

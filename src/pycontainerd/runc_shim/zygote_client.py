@@ -38,16 +38,19 @@ def _connect(path: str) -> socket.socket | None:
     return sock
 
 
-def _spawn_template(path: str) -> socket.socket | None:
-    """Start the template (once, under a lock) and connect to it."""
-    os.makedirs(os.path.dirname(LOCK), mode=0o711, exist_ok=True)
-    with open(LOCK, "w") as lock:
+TEMPLATE_MODULE = "pycontainerd.runc_shim.zygote"
+
+
+def _spawn_template(path: str, module: str = TEMPLATE_MODULE, lock_path: str = LOCK) -> socket.socket | None:
+    """Start the template (``python -m module path``, once, under a lock) and connect to it."""
+    os.makedirs(os.path.dirname(lock_path), mode=0o711, exist_ok=True)
+    with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         sock = _connect(path)
         if sock is not None:
             return sock  # another start spawned it meanwhile
         subprocess.Popen(
-            [sys.executable, "-m", "pycontainerd.runc_shim.zygote", path],
+            [sys.executable, "-m", module, path],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -63,9 +66,13 @@ def _spawn_template(path: str) -> socket.socket | None:
     return None
 
 
-def request_fork(request: dict[str, object], path: str = SOCKET) -> dict[str, Any] | None:
-    """Ask the template to fork a shim; None when no template answers (the caller forks itself)."""
-    sock = _connect(path) or _spawn_template(path)
+def request_fork(
+    request: dict[str, object], path: str = SOCKET, *, module: str = TEMPLATE_MODULE, lock: str = LOCK
+) -> dict[str, Any] | None:
+    """Ask the template to fork a shim; None when no template answers (the caller forks itself).
+
+    ``module`` and ``lock`` name another shim's template (the wasm shim has its own)."""
+    sock = _connect(path) or _spawn_template(path, module, lock)
     if sock is None:
         return None
     with contextlib.closing(sock):
