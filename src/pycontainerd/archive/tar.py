@@ -20,6 +20,7 @@ Rules (containerd's, plus a few of our own where the archive could hurt the host
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -41,6 +42,10 @@ OPAQUE_WHITEOUT = ".wh..wh..opq"
 MAX_HEADER = 1 << 20
 COPY_CHUNK = 1 << 20
 OPAQUE_XATTR = "trusted.overlay.opaque"
+# Errors an archive's own content provokes (a name too long for the filesystem, a path through a
+# file, a loop of symlinks...): the layer is invalid, the host is fine. Anything else (ENOSPC,
+# EIO, EROFS...) is a real failure and propagates as it is.
+_ARCHIVE_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.ENOTDIR, errno.EEXIST, errno.EISDIR, errno.ELOOP, errno.EMLINK})
 
 
 class _BoundedTarInfo(tarfile.TarInfo):
@@ -104,7 +109,9 @@ class _Applier:
         self.chown = options.chown if options.chown is not None else os.geteuid() == 0
         self.stats = ApplyStats()
         self.created: set[str] = set()
-        self.dir_times: list[tuple[str, int]] = []
+        # (path, inode, mtime) of directories, set last; the inode tells whether a later member
+        # removed or replaced the directory, whose time must then not land on its replacement.
+        self.dir_times: list[tuple[str, int, int]] = []
         # Clean relative name of a directory -> its resolved host path, for directories seen
         # to be real directories during this apply. Any removal of a directory or symlink
         # clears it, so a later member can never resolve through a stale entry.
@@ -153,7 +160,7 @@ class _Applier:
         self._xattrs(path, member)
         mtime_ns = int(member.mtime * 1_000_000_000)
         if member.isdir():
-            self.dir_times.append((path, mtime_ns))
+            self.dir_times.append((path, os.lstat(path).st_ino, mtime_ns))
         else:
             os.utime(path, ns=(mtime_ns, mtime_ns), follow_symlinks=False)
 
@@ -167,7 +174,11 @@ class _Applier:
                     if full not in self.created:
                         self._remove(full)
             return
-        target = os.path.join(parent, base[len(WHITEOUT_PREFIX) :])
+        hidden = base[len(WHITEOUT_PREFIX) :]
+        if hidden in ("", ".", ".."):
+            # ".wh..." would delete the parent of the directory, ".wh.." the directory itself.
+            raise InvalidArgument(f"invalid whiteout name {name!r}")
+        target = os.path.join(parent, hidden)
         self._remove(target)
         if self.opts.whiteouts == "overlay":
             os.mknod(target, 0o600 | stat.S_IFCHR, os.makedev(0, 0))
@@ -175,9 +186,21 @@ class _Applier:
     def apply(self, tf: tarfile.TarFile) -> ApplyStats:
         for member in tf:
             self.stats.entries += 1
-            self._member(tf, member)
+            if "\0" in member.name or "\0" in member.linkname:
+                raise InvalidArgument(f"layer entry {member.name!r}: NUL byte in a name")
+            try:
+                self._member(tf, member)
+            except OSError as exc:
+                if exc.errno in _ARCHIVE_ERRNOS:
+                    raise InvalidArgument(f"cannot apply layer entry {member.name!r}: {exc.strerror}") from exc
+                raise
         # Directory times last: creating entries inside a directory updates its mtime.
-        for path, mtime_ns in reversed(self.dir_times):
+        for path, inode, mtime_ns in reversed(self.dir_times):
+            try:
+                if os.lstat(path).st_ino != inode:
+                    continue  # replaced by a later member
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # removed by a later member
             os.utime(path, ns=(mtime_ns, mtime_ns), follow_symlinks=False)
         return self.stats
 
@@ -202,11 +225,15 @@ class _Applier:
                     os.mkdir(path, 0o755)
             self.dirs[clean] = path
         elif member.issym():
+            if not member.linkname:
+                raise InvalidArgument(f"symlink {clean}: empty target")
             self._create(path, lambda: os.symlink(member.linkname, path))
         elif member.islnk():
             target = resolve(self.root, clean_name(member.linkname), follow_last=False)
             if not os.path.lexists(target):
                 raise InvalidArgument(f"hard link {clean} -> {member.linkname}: target does not exist in the layer")
+            if stat.S_ISDIR(os.lstat(target).st_mode):
+                raise InvalidArgument(f"hard link {clean} -> {member.linkname}: target is a directory")
             if target == path:
                 return  # a link to itself: nothing to do
             self._create(path, lambda: os.link(target, path, follow_symlinks=False))

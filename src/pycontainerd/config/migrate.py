@@ -20,6 +20,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from pycontainerd.config.model import ConfigError
+
 CRI = "io.containerd.grpc.v1.cri"
 CRI_IMAGES = "io.containerd.cri.v1.images"
 CRI_RUNTIME = "io.containerd.cri.v1.runtime"
@@ -92,6 +94,13 @@ def _from_v1(table: dict[str, Any], known: dict[str, str], notes: list[str]) -> 
             ]
 
 
+def _table(value: Any, where: str) -> dict[str, Any]:
+    """``value`` when it is a table; ConfigError naming ``where`` otherwise."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: expected a table, got {type(value).__name__} {value!r}")
+    return value
+
+
 def _from_v3(table: dict[str, Any], notes: list[str]) -> None:
     plugins = table.get("plugins")
     if not isinstance(plugins, dict):
@@ -100,25 +109,31 @@ def _from_v3(table: dict[str, Any], notes: list[str]) -> None:
     runtime = plugins.pop(CRI_RUNTIME, None)
     if images is None and runtime is None:
         return
-    cri: dict[str, Any] = plugins.setdefault(CRI, {})
-    if isinstance(runtime, dict):
-        _merge_missing(cri, runtime)
+    cri = _table(plugins.setdefault(CRI, {}), f'plugins."{CRI}"')
+    if runtime is not None:
+        _merge_missing(cri, _table(runtime, f'plugins."{CRI_RUNTIME}"'))
         notes.append(f'[plugins."{CRI_RUNTIME}"] merged into [plugins."{CRI}"]')
-    if isinstance(images, dict):
-        containerd = cri.setdefault("containerd", {})
+    if images is not None:
+        images = _table(images, f'plugins."{CRI_IMAGES}"')
+        containerd = _table(cri.setdefault("containerd", {}), f'plugins."{CRI}".containerd')
         for key in _IMAGE_KEYS_TOP:
             if key in images:
                 cri.setdefault(key, copy.deepcopy(images[key]))
         for key in _IMAGE_KEYS_CONTAINERD:
             if key in images:
                 containerd.setdefault(key, images[key])
-        sandbox = (images.get("pinned_images") or {}).get("sandbox")
-        if sandbox:
-            cri.setdefault("sandbox_image", sandbox)
-        for handler, platform in (images.get("runtime_platform") or {}).items():
-            snapshotter = (platform or {}).get("snapshotter")
+        pinned = _table(images.get("pinned_images") or {}, f'plugins."{CRI_IMAGES}".pinned_images')
+        if pinned.get("sandbox"):
+            cri.setdefault("sandbox_image", pinned["sandbox"])
+        where = f'plugins."{CRI_IMAGES}".runtime_platform'
+        for handler, platform in _table(images.get("runtime_platform") or {}, where).items():
+            snapshotter = _table(platform or {}, f"{where}.{handler}").get("snapshotter")
             if snapshotter:
-                containerd.setdefault("runtimes", {}).setdefault(handler, {}).setdefault("snapshotter", snapshotter)
+                runtimes = _table(containerd.setdefault("runtimes", {}), f'plugins."{CRI}".containerd.runtimes')
+                handler_table = _table(
+                    runtimes.setdefault(handler, {}), f'plugins."{CRI}".containerd.runtimes.{handler}'
+                )
+                handler_table.setdefault("snapshotter", snapshotter)
         moved = set(_IMAGE_KEYS_TOP) | set(_IMAGE_KEYS_CONTAINERD) | {"pinned_images", "runtime_platform"}
         for key in sorted(set(images) - moved):
             notes.append(f'plugins."{CRI_IMAGES}".{key} has no version 2 equivalent; dropped')

@@ -72,8 +72,11 @@ def matches(want: Platform, have: dict[str, str] | Platform | None) -> bool:
     if have is None:
         return True  # no platform given: assume it fits, as containerd does for single manifests
     if isinstance(have, dict):
-        arch, variant = normalize_arch(have.get("architecture", ""), have.get("variant", ""))
-        have = Platform(have.get("os", "").lower(), arch, variant)
+        fields = [have.get(key) or "" for key in ("os", "architecture", "variant")]
+        if not all(isinstance(f, str) for f in fields):
+            raise InvalidArgument(f"invalid platform {have!r}: os, architecture and variant must be strings")
+        arch, variant = normalize_arch(fields[1], fields[2])
+        have = Platform(fields[0].lower(), arch, variant)
     if (have.os, have.architecture) != (want.os, want.architecture):
         return False
     return not want.variant or not have.variant or have.variant == want.variant

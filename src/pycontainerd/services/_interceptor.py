@@ -1,5 +1,11 @@
 """A server interceptor that turns raised errors into gRPC statuses for every RPC, counts RPCs for
-the metrics endpoint and, when configured, traces them."""
+the metrics endpoint and, when configured, traces them.
+
+It also owns request decoding: grpcio answers a request it cannot deserialize with UNKNOWN and
+logs a traceback, where Go's gRPC (so containerd) answers INTERNAL "grpc: error unmarshalling
+request". Deserializers are wrapped so that bytes that do not decode reach the handler wrapper
+as :class:`_Undecodable`, which answers as Go does.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +22,44 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
 
 log = logging.getLogger("pycontainerd.grpc")
+
+
+class _Undecodable:
+    """A request (or one message of a request stream) whose bytes did not decode."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception as exc:  # protobuf's DecodeError, or whatever a custom deserializer raises
+            return _Undecodable(str(exc))
+
+    return deserialize
+
+
+async def _refuse_undecodable(context: Any, request: _Undecodable) -> None:
+    await context.abort(grpc.StatusCode.INTERNAL, f"grpc: error unmarshalling request: {request.reason}")
+
+
+async def _checked_stream(requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
+    async for request in requests:
+        if isinstance(request, _Undecodable):
+            await _refuse_undecodable(context, request)
+        yield request
+
+
+def _checked_request(request: Any, context: Any, streaming_request: bool) -> Any:
+    """The request as the handler should see it: stream messages checked one by one as read."""
+    return _checked_stream(request, context) if streaming_request else request
 
 
 async def _abort(context: Any, method: str, exc: BaseException) -> None:
@@ -40,6 +84,7 @@ def _wrap(
 ) -> Any:
     if tracer is not None:
         behavior = _traced(method, behavior, streaming_response, tracer)
+    streaming_request = kind in ("client_stream", "bidi_stream")
     if streaming_response:
 
         async def stream_wrapper(request: Any, context: Any) -> AsyncIterator[Any]:
@@ -48,7 +93,9 @@ def _wrap(
             if metrics is not None:
                 metrics.started(method, kind)
             try:
-                async for item in behavior(request, context):
+                if isinstance(request, _Undecodable):
+                    await _refuse_undecodable(context, request)
+                async for item in behavior(_checked_request(request, context, streaming_request), context):
                     yield item
             except grpc.aio.AbortError as exc:
                 failure = exc
@@ -68,7 +115,9 @@ def _wrap(
         if metrics is not None:
             metrics.started(method, kind)
         try:
-            return await behavior(request, context)
+            if isinstance(request, _Undecodable):
+                await _refuse_undecodable(context, request)
+            return await behavior(_checked_request(request, context, streaming_request), context)
         except grpc.aio.AbortError as exc:
             failure = exc
             raise
@@ -141,6 +190,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
 
         m, t = self._metrics, self._tracer
+        handler = handler._replace(request_deserializer=_tolerant(handler.request_deserializer))
         if handler.request_streaming and handler.response_streaming:
             return handler._replace(stream_stream=_wrap(method, handler.stream_stream, True, "bidi_stream", m, t))
         if handler.request_streaming:

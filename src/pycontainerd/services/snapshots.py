@@ -75,6 +75,12 @@ def info_to_pb(info: Info) -> pb.Info:
     )
 
 
+def kind_from_pb(kind: int) -> Kind:
+    """A wire kind as containerd reads it: ACTIVE and VIEW as such, anything else COMMITTED
+    (an out-of-range enum value from a client is not an error)."""
+    return Kind(kind) if kind in (Kind.ACTIVE, Kind.VIEW) else Kind.COMMITTED
+
+
 class SnapshotsService(pb_grpc.SnapshotsServicer):
     """The Snapshots API over the namespaced snapshotters."""
 
@@ -119,7 +125,8 @@ class SnapshotsService(pb_grpc.SnapshotsServicer):
 
     async def Update(self, request: pb.UpdateSnapshotRequest, context: Any) -> pb.UpdateSnapshotResponse:
         paths = mask_paths(request.HasField("update_mask"), request.update_mask)
-        wanted = Info(request.info.name, Kind(request.info.kind), request.info.parent, dict(request.info.labels))
+        info_pb = request.info
+        wanted = Info(info_pb.name, kind_from_pb(info_pb.kind), info_pb.parent, dict(info_pb.labels))
         info = self._get(request.snapshotter).update(request_context(context), wanted, paths)
         return pb.UpdateSnapshotResponse(info=info_to_pb(info))
 

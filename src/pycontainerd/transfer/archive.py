@@ -24,10 +24,17 @@ from pycontainerd.archive.rootpath import clean_name
 from pycontainerd.core.content import parse_digest
 from pycontainerd.core.images import Descriptor
 from pycontainerd.errdefs import InvalidArgument
-from pycontainerd.images.manifest import DOCKER_MANIFEST, INDEXES, MANIFESTS, OCI_INDEX, descriptor_from_json
+from pycontainerd.images.manifest import (
+    DOCKER_MANIFEST,
+    INDEXES,
+    MANIFESTS,
+    OCI_INDEX,
+    index_entries,
+    manifest_entries,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Callable, Sequence
 
 MAX_JSON = 8 << 20
 IMAGE_NAME_ANNOTATION = "io.containerd.image.name"
@@ -105,6 +112,7 @@ def import_archive(stream: IO[bytes], sink: BlobSink) -> Imported:
         index = _index_from_docker(documents["manifest.json"], by_path, sink)
     else:
         raise InvalidArgument("not an image archive: neither index.json nor manifest.json found")
+    index_entries(index)  # every entry a descriptor: what the import reads next relies on it
     index.setdefault("schemaVersion", 2)
     index.setdefault("mediaType", OCI_INDEX)
     data = json.dumps(index, separators=(",", ":")).encode()
@@ -179,14 +187,12 @@ class BlobSource(Protocol):
 
 
 def children(document: dict[str, Any]) -> list[Descriptor]:
-    """The descriptors an index or manifest document points at."""
-    out = []
-    raw: Iterable[Any] = document.get("manifests") or []
+    """The descriptors an index or manifest document points at; InvalidArgument when malformed."""
     if "config" in document:
-        raw = [document["config"], *(document.get("layers") or [])]
-    for d in raw:
-        out.append(descriptor_from_json(d, media_type_required=False))
-    return out
+        config, layers = manifest_entries(document)
+        assert config is not None
+        return [config, *layers]
+    return [desc for _, desc in index_entries(document)]
 
 
 def export_archive(

@@ -20,13 +20,19 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from pycontainerd.content.reader import open_blob
 from pycontainerd.core.images import Descriptor, Image
-from pycontainerd.errdefs import AlreadyExists, FailedPrecondition, NotFound, Unimplemented
-from pycontainerd.images.manifest import INDEXES, MANIFESTS, manifests
+from pycontainerd.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unimplemented
+from pycontainerd.images.manifest import INDEXES, MANIFESTS, index_entries, manifests
 from pycontainerd.images.platforms import Platform, matches
 from pycontainerd.images.unpack import LayerOpener, LayerReady, unpack
 from pycontainerd.namespaces import RequestContext
 from pycontainerd.remotes.limits import Limits
-from pycontainerd.transfer.archive import IMAGE_NAME_ANNOTATION, REF_NAME_ANNOTATION, export_archive, import_archive
+from pycontainerd.transfer.archive import (
+    IMAGE_NAME_ANNOTATION,
+    REF_NAME_ANNOTATION,
+    children,
+    export_archive,
+    import_archive,
+)
 from pycontainerd.transfer.bytestream import BlockingReader, ByteReader, ByteWriter, LoopBridge
 from pycontainerd.transfer.objects import (
     ExportStream,
@@ -286,9 +292,15 @@ class LocalTransfer:
     # -- reading images ------------------------------------------------------------------
 
     def read_json(self, ctx: RequestContext, desc: Descriptor) -> dict[str, Any]:
-        """An index or manifest document from the content store."""
+        """An index or manifest document from the content store; InvalidArgument unless it is a
+        JSON object."""
         data = self._content.read_at(ctx, desc.digest, 0, -1)
-        doc: dict[str, Any] = json.loads(data)
+        try:
+            doc = json.loads(data)
+        except ValueError as exc:
+            raise InvalidArgument(f"{desc.media_type} {desc.digest} is not valid JSON") from exc
+        if not isinstance(doc, dict):
+            raise InvalidArgument(f"{desc.media_type} {desc.digest} is not a JSON object")
         return doc
 
     def label_children(
@@ -301,23 +313,21 @@ class LocalTransfer:
         doc = self.read_json(ctx, desc)
         labels: dict[str, str] = {}
         if "config" in doc:
-            labels["containerd.io/gc.ref.content.config"] = doc["config"]["digest"]
-            for i, layer in enumerate(doc.get("layers") or []):
-                labels[f"containerd.io/gc.ref.content.l.{i}"] = layer["digest"]
+            config, *layers = children(doc)
+            labels["containerd.io/gc.ref.content.config"] = config.digest
+            for i, layer in enumerate(layers):
+                labels[f"containerd.io/gc.ref.content.l.{i}"] = layer.digest
         else:
-            for i, child in enumerate(doc.get("manifests") or []):
-                labels[f"containerd.io/gc.ref.content.m.{i}"] = child["digest"]
+            for i, (child, child_desc) in enumerate(index_entries(doc)):
+                labels[f"containerd.io/gc.ref.content.m.{i}"] = child_desc.digest
                 if keep is not None and not keep(child):
                     continue
-                child_desc = Descriptor(child.get("mediaType", ""), child["digest"], int(child["size"]))
                 try:
                     self.label_children(ctx, child_desc, keep)
                 except NotFound:
                     log.debug("manifest %s not held; not labelled", child_desc.digest)
         if labels:
             self._content.update(ctx, desc.digest, labels, [f"labels.{k}" for k in labels])
-
-    # -- storing images ------------------------------------------------------------------
 
     def store(self, ctx: RequestContext, target: ImageStoreTarget, desc: Descriptor) -> list[Image]:
         """Create or update the image records ``target`` asks for, pointing at ``desc``.

@@ -23,7 +23,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from pycontainerd.content.reader import open_blob
 from pycontainerd.errdefs import AlreadyExists, InvalidArgument, NotFound, Unavailable, Unknown
-from pycontainerd.images.manifest import DOCKER_SCHEMA1, MANIFESTS, descriptor_from_json
+from pycontainerd.images.manifest import DOCKER_SCHEMA1, MANIFESTS, index_entries, manifest_entries
 from pycontainerd.images.platforms import matches
 from pycontainerd.remotes.pusher import distribution_source_key
 from pycontainerd.transfer.follow import Download, FollowReader
@@ -250,24 +250,19 @@ async def _fetch_metadata(puller: Puller, root: Descriptor, target: ImageStoreTa
         doc = puller.engine.read_json(puller.ctx, desc)
         if "manifests" in doc and desc.media_type not in MANIFESTS:
             children = []
-            for child in doc.get("manifests") or []:
+            for child, child_desc in index_entries(doc):
                 if target.platforms and not any(matches(p, child.get("platform")) for p in target.platforms):
                     continue
-                child_desc = descriptor_from_json(child, media_type_required=False)
                 children.append(puller.start(child_desc))
                 pending.append((child_desc, depth + 1))
             await asyncio.gather(*children)
             continue
         if "config" not in doc:
             raise InvalidArgument(f"{desc.digest} is neither an image index nor a manifest")
-        config = descriptor_from_json(doc["config"], media_type_required=False)
+        config, layers = manifest_entries(doc)
+        assert config is not None
         await puller.fetch(config)
-        found.append(
-            {
-                "manifest": desc,
-                "layers": [descriptor_from_json(layer, media_type_required=False) for layer in doc.get("layers") or []],
-            }
-        )
+        found.append({"manifest": desc, "layers": layers})
     return found
 
 
@@ -280,9 +275,10 @@ async def _fetch_referrers(puller: Puller, session: RegistrySession, subjects: l
         await asyncio.gather(*(puller.start(r) for r in referrers))
         for referrer in referrers:
             doc = puller.engine.read_json(puller.ctx, referrer)
-            for blob in [doc.get("config"), *(doc.get("layers") or [])]:
-                if blob and int(blob.get("size", 0)) > 0:
-                    puller.start(descriptor_from_json(blob, media_type_required=False))
+            config, layers = manifest_entries(doc, config_required=False)
+            for blob in [config, *layers] if config is not None else layers:
+                if blob.size > 0:
+                    puller.start(blob)
             puller.engine.label_children(puller.ctx, referrer)  # the GC keeps its blobs with it
         labels = {f"{REFERRER_LABEL}{i}": r.digest for i, r in enumerate(referrers)}
         puller.content.update(puller.ctx, subject.digest, labels, [f"labels.{k}" for k in labels])

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from pycontainerd.content.reader import open_blob
 from pycontainerd.errdefs import InvalidArgument, NotFound
-from pycontainerd.images.manifest import INDEXES, MANIFESTS, descriptor_from_json
+from pycontainerd.images.manifest import INDEXES, MANIFESTS, index_entries, manifest_entries
 from pycontainerd.images.platforms import matches
 from pycontainerd.remotes.pusher import SOURCE_CHUNK, FileSource, distribution_source_key
 from pycontainerd.transfer.objects import Progress, ref_key
@@ -90,10 +90,9 @@ async def push_image(
         data = content.read_at(ctx, desc.digest, 0, -1)
         doc = engine.read_json(ctx, desc)
         if desc.media_type in INDEXES or ("manifests" in doc and desc.media_type not in MANIFESTS):
-            for child in doc.get("manifests") or []:
+            for child, child_desc in index_entries(doc):
                 if platforms and not any(matches(p, child.get("platform")) for p in platforms):
                     continue
-                child_desc = descriptor_from_json(child, media_type_required=False)
                 try:
                     walk(child_desc, depth + 1)
                 except NotFound:
@@ -105,10 +104,9 @@ async def push_image(
                         "pull all platforms or push with --platform"
                     ) from None
         else:
-            for blob in [doc.get("config"), *(doc.get("layers") or [])]:
-                if blob:
-                    d = descriptor_from_json(blob, media_type_required=False)
-                    blobs[d.digest] = d
+            config, layers = manifest_entries(doc, config_required=False)
+            for d in [config, *layers] if config is not None else layers:
+                blobs[d.digest] = d
         manifests_in_order.append((desc, data))
 
     walk(root, 0)
