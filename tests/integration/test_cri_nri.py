@@ -346,7 +346,9 @@ def test_a_failing_plugin_fails_the_pod_and_it_is_rolled_back(tmp_path: Path) ->
             cri.run_pod(pod)
         assert "not welcome" in (err.value.details() or "")
         assert cri.runtime.ListPodSandbox(api.ListPodSandboxRequest()).items == []
-        assert "pause" not in subprocess.run(["ps", "-eo", "comm"], capture_output=True, text=True).stdout.split()
+        # Rolled back in this daemon: no pause task or container left (a host-wide ps would see other daemons').
+        assert d.ctr("tasks", "ls", "-q", namespace="k8s.io").stdout.strip() == ""
+        assert d.ctr("containers", "ls", "-q", namespace="k8s.io").stdout.strip() == ""
         ok = pod_config(host_network=True)
         pod_id = cri.run_pod(ok)  # an error is not a dropped plugin: it stays and lets others through
         assert set(plugin_pids(d)) == {"refuse"}
